@@ -1,0 +1,68 @@
+"""Fully connected layer ``y = x @ W + b`` on the Numba matmul kernels."""
+
+import math
+
+from ..errors import InputError
+from ..kernels.dense import dense_backward, dense_forward
+from .base import Layer
+from .init import glorot_uniform, torch_linear_uniform
+
+INITIALISERS = ("torch", "glorot")
+
+
+class Linear(Layer):
+    """Dense layer.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    init : {"torch", "glorot"}
+        ``"torch"``: weight and bias uniform in ±1/√in_features (PyTorch's ``nn.Linear``
+        default). ``"glorot"``: Glorot-uniform weight and zero bias (TensorFlow's
+        ``tf.layers.dense`` default).
+
+    Shapes: ``weight (in_features, out_features)`` (TensorFlow's layout, so ``y = x @ W``),
+    ``bias (out_features,)``, ``x (batch, in_features)``, ``y (batch, out_features)``.
+    """
+
+    def __init__(self, in_features, out_features, init="torch"):
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(value, int) or value < 1:
+                raise InputError(f"Linear {name} must be a positive integer, got {value!r}")
+        if init not in INITIALISERS:
+            raise InputError(f"Linear init must be one of {INITIALISERS}, got {init!r}")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.init = init
+
+    def param_shapes(self):
+        return [("weight", (self.in_features, self.out_features)), ("bias", (self.out_features,))]
+
+    def init_params(self, params, rng):
+        if self.init == "torch":
+            bound = 1 / math.sqrt(self.in_features)
+            params["weight"][...] = torch_linear_uniform(rng, params["weight"].shape, bound)
+            params["bias"][...] = torch_linear_uniform(rng, params["bias"].shape, bound)
+        else:
+            params["weight"][...] = glorot_uniform(rng, params["weight"].shape)
+            params["bias"][...] = 0
+
+    def output_shape(self, input_shape):
+        if tuple(input_shape) != (self.in_features,):
+            raise InputError(
+                f"Linear expects per-example input shape ({self.in_features},), "
+                f"got {tuple(input_shape)}"
+            )
+        return (self.out_features,)
+
+    def forward(self, params, x):
+        return dense_forward(x, params["weight"], params["bias"]), x
+
+    def backward(self, params, x, dy, grads, need_dx=True):
+        dw, db, dx = dense_backward(x, params["weight"], dy, need_dx)
+        grads["weight"][...] = dw
+        grads["bias"][...] = db
+        return dx
+
+    def __repr__(self):
+        return f"Linear({self.in_features}, {self.out_features}, init={self.init!r})"

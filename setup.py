@@ -1,0 +1,30 @@
+"""Install minireptile; the top-level ``kernels/`` folder becomes ``minireptile.kernels``."""
+
+from setuptools import setup
+
+setup(
+    name="minireptile",
+    version="0.1.0",
+    description=(
+        "Reptile meta-learning from scratch in NumPy, with handwritten backprop "
+        "and Numba kernels"
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=["minireptile", "minireptile.nn", "minireptile.kernels"],
+    package_dir={"minireptile.kernels": "kernels"},
+    install_requires=[
+        "numpy>=1.24",
+        "numba>=0.58",
+        "scipy>=1.10",
+        "pillow>=9.0",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6.80"],
+        "plot": ["matplotlib>=3.6"],
+    },
+    entry_points={"console_scripts": ["minireptile = minireptile.cli:main"]},
+)
