@@ -13,7 +13,7 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=["minireptile", "minireptile.nn", "minireptile.kernels"],
+    packages=["minireptile", "minireptile.nn", "minireptile.data", "minireptile.kernels"],
     package_dir={"minireptile.kernels": "kernels"},
     install_requires=[
         "numpy>=1.24",

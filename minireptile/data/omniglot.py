@@ -1,0 +1,266 @@
+"""Omniglot: read the official layout from a release zip or a folder, decode, split.
+
+Layout (``images_background``, ``images_evaluation`` and the two ``_small`` sets)::
+
+    <root>/<Alphabet>/characterNN/<id>_<drawer>.png      105×105, 1 bit, white background
+
+Preprocessing matches the reference implementation (openai/supervised-reptile, ``omniglot.py``):
+``Image.open(f).resize((28, 28))``. Pillow resizes 1-bit images with nearest neighbour
+whatever the filter argument, so the result stays 1-bit; ``numpy.array`` of it is boolean and
+``astype(float32)`` gives background 1.0 and strokes 0.0. We keep that polarity. Rotation
+augmentation (``Image.rotate`` by 90°, 180°, 270°, counter-clockwise) equals ``numpy.rot90``
+on a square image and is applied when images are fetched (see :mod:`.pool`).
+
+Several sources are merged into one pool of characters before splitting, as the reference
+merges ``images_background`` and ``images_evaluation`` into one folder. A character is named
+``"<Alphabet>/characterNN"``; one present in several sources (Greek and Latin are in both small
+sets, and both small sets are subsets of ``images_background``) is kept once if its images
+are identical and rejected with an error if they differ (see :func:`~.pool.merge_pools`).
+"""
+
+import io
+import os
+import zipfile
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from ..errors import InputError
+from .cache import load_cached
+from .pool import ClassSet, ImagePool, augment_rotations, merge_pools, split_classes
+
+IMAGE_SIZE = 28
+NUM_TRAIN_CHARACTERS = 1200
+FETCH_HINT = "download it with `minireptile data omniglot --dest DIR`"
+
+__all__ = ["IMAGE_SIZE", "decode_image", "read_omniglot_source", "load_omniglot_source",
+           "load_omniglot", "split_by_character", "split_by_alphabet", "alphabets",
+           "omniglot_splits", "augment_rotations"]
+
+
+def decode_image(data, where, size=IMAGE_SIZE):
+    """Decode one Omniglot PNG as the reference does.
+
+    Parameters
+    ----------
+    data : bytes
+        The PNG file's bytes.
+    where : str
+        Path shown in error messages.
+    size : int
+        Output side length.
+
+    Returns
+    -------
+    (size, size) uint8 array of 0 (stroke) and 1 (background).
+    """
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+        if img.mode != "1":
+            # Not the official 1-bit format: threshold at half intensity so the nearest-
+            # neighbour resize below still sees 1-bit pixels.
+            img = img.convert("L").point(lambda v: 255 if v >= 128 else 0).convert("1")
+        img = img.resize((size, size), Image.Resampling.NEAREST)
+        return np.array(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+            Image.DecompressionBombError) as err:
+        raise InputError(f"image {where!r} is not a readable PNG ({err}); re-extract or "
+                         f"re-download the data ({FETCH_HINT})") from None
+
+
+def _class_of(parts):
+    """``(prefix, "Alphabet/characterNN")`` for a PNG path split into parts, else None."""
+    if len(parts) < 3 or not parts[-1].lower().endswith(".png"):
+        return None
+    if any(p.startswith(".") or p == "__MACOSX" for p in parts):
+        return None
+    if not parts[-2].startswith("character"):
+        return None
+    return "/".join(parts[:-3]), f"{parts[-3]}/{parts[-2]}"
+
+
+def _group(paths, source):
+    """Group PNG paths (``/``-separated, relative) by character; checks one common root."""
+    classes, prefixes = {}, set()
+    for path in paths:
+        found = _class_of(path.split("/"))
+        if found is None:
+            continue
+        prefix, name = found
+        prefixes.add(prefix)
+        classes.setdefault(name, []).append(path)
+    if not classes:
+        sample = ", ".join(repr(p) for p in list(paths)[:3]) or "nothing"
+        raise InputError(f"{source!r} holds no Omniglot images (expected "
+                         f"<Alphabet>/characterNN/*.png, found {sample}); give an extracted "
+                         f"images_background folder or its zip, or {FETCH_HINT}")
+    if len(prefixes) > 1:
+        raise InputError(f"{source!r} holds Omniglot images under several roots "
+                         f"{sorted(prefixes)[:3]}; give each root as its own --data source")
+    return {name: sorted(files) for name, files in sorted(classes.items())}
+
+
+def _list_zip(path):
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise InputError(f"{path!r} is not a readable zip file ({err}); {FETCH_HINT}") from None
+    names = [n for n in archive.namelist() if not n.endswith("/")]
+    return archive, _group(names, path)
+
+
+def _list_folder(path):
+    rels = []
+    for folder, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        rel = os.path.relpath(folder, path)
+        for name in files:
+            rels.append(name if rel == "." else f"{rel}/{name}".replace(os.sep, "/"))
+    if not rels:
+        raise InputError(f"data folder {path!r} is empty; {FETCH_HINT}")
+    return _group(rels, path)
+
+
+def read_omniglot_source(path, size=IMAGE_SIZE, progress=True):
+    """Decode every image of one source (no cache).
+
+    Parameters
+    ----------
+    path : str
+        A release zip (one top folder holding the alphabets) or a folder holding the
+        alphabets (or holding one folder that does).
+    size : int
+        Side length after resizing.
+    progress : bool
+        Show a progress bar while decoding.
+
+    Returns
+    -------
+    ImagePool with classes ``"Alphabet/characterNN"`` sorted by name, images (n, size, size)
+    uint8 of 0/1, scale 1.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        classes = _list_folder(path)
+        archive = None
+
+        def read(rel):
+            with open(os.path.join(path, rel), "rb") as f:
+                return f.read()
+    elif os.path.isfile(path):
+        archive, classes = _list_zip(path)
+
+        def read(rel):
+            try:
+                return archive.read(rel)
+            except (zipfile.BadZipFile, OSError, EOFError) as err:
+                raise InputError(f"{rel!r} in {path!r} cannot be read ({err}); the zip is "
+                                 f"damaged, {FETCH_HINT}") from None
+    else:
+        raise InputError(f"data source {path!r} does not exist; give an Omniglot folder or "
+                         f"zip, or {FETCH_HINT}")
+    total = sum(len(files) for files in classes.values())
+    label = os.path.basename(os.path.normpath(path))
+    images, files = [], []
+    try:
+        with tqdm(total=total, desc=f"decoding {label}", unit="img", disable=not progress,
+                  leave=False) as bar:
+            for name, rels in classes.items():
+                batch = np.empty((len(rels), size, size), np.uint8)
+                for j, rel in enumerate(rels):
+                    batch[j] = decode_image(read(rel), f"{path}/{rel}" if archive else
+                                            os.path.join(path, rel), size)
+                    bar.update()
+                images.append(batch)
+                files.append([rel.rsplit("/", 1)[-1] for rel in rels])
+    finally:
+        if archive is not None:
+            archive.close()
+    return ImagePool.from_classes(list(classes), images, files, scale=1.0,
+                                  image_shape=(size, size))
+
+
+def load_omniglot_source(path, size=IMAGE_SIZE, cache_dir=None, use_cache=True,
+                         progress=True):
+    """:func:`read_omniglot_source` through the decoded-image cache (see :mod:`.cache`)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputError(f"data source {path!r} does not exist; give an Omniglot folder or "
+                         f"zip, or {FETCH_HINT}")
+    return load_cached("omniglot", path, {"size": size},
+                       lambda: read_omniglot_source(path, size, progress),
+                       cache_dir=cache_dir, use_cache=use_cache)
+
+
+def load_omniglot(sources, size=IMAGE_SIZE, cache_dir=None, use_cache=True, progress=True):
+    """Load and merge several sources into one set of characters (unrotated).
+
+    Parameters
+    ----------
+    sources : str or list of str
+        Zips or folders (the repeatable ``--data`` option).
+
+    Returns
+    -------
+    ClassSet with one class per distinct character, sorted by ``"Alphabet/characterNN"``.
+    """
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    sources = [os.fspath(s) for s in sources]
+    pools = [load_omniglot_source(s, size, cache_dir, use_cache, progress) for s in sources]
+    pool = pools[0] if len(pools) == 1 else merge_pools(pools, sources)
+    return ClassSet(pool)
+
+
+def alphabets(classes):
+    """Sorted alphabet names of a ClassSet of Omniglot characters."""
+    return sorted({str(classes.pool.names[b]).split("/", 1)[0] for b in classes.base})
+
+
+def split_by_character(classes, rng, num_train=NUM_TRAIN_CHARACTERS):
+    """The reference's split: shuffle the characters, the first ``num_train`` train.
+
+    The full set has 1,623 characters (1,200 train, 423 test); the small sets have only
+    136 and 156, so pass a smaller ``num_train`` for them.
+    """
+    return split_classes(classes, num_train, rng)
+
+
+def split_by_alphabet(classes, train_alphabets):
+    """Characters of ``train_alphabets`` for training, all others for testing.
+
+    Raises InputError naming any alphabet not present.
+    """
+    train_alphabets = list(train_alphabets)
+    present = alphabets(classes)
+    unknown = sorted(set(train_alphabets) - set(present))
+    if unknown:
+        raise InputError(f"unknown alphabet(s) {unknown}; the data holds {present}")
+    names = [str(classes.pool.names[b]).split("/", 1)[0] for b in classes.base]
+    wanted = set(train_alphabets)
+    rows = np.arange(len(classes))
+    is_train = np.array([n in wanted for n in names], dtype=bool)
+    return classes.subset(rows[is_train]), classes.subset(rows[~is_train])
+
+
+def omniglot_splits(sources, rng, num_train=NUM_TRAIN_CHARACTERS, train_alphabets=None,
+                    augment=True, size=IMAGE_SIZE, cache_dir=None, use_cache=True,
+                    progress=True):
+    """Training and test classes as ``run_omniglot.py`` builds them.
+
+    Load and merge ``sources``; split by character (``num_train`` with ``rng``) or, when
+    ``train_alphabets`` is given, by alphabet; then augment the *training* classes with
+    rotations (the test classes stay unrotated, as in the reference).
+
+    Returns
+    -------
+    (train, test) : ClassSets
+    """
+    classes = load_omniglot(sources, size, cache_dir, use_cache, progress)
+    if train_alphabets:
+        train, test = split_by_alphabet(classes, train_alphabets)
+    else:
+        train, test = split_by_character(classes, rng, num_train)
+    return (augment_rotations(train) if augment else train), test
