@@ -1,5 +1,5 @@
 """Sub-commands of the command line; each module exposes ``register(subparsers)``."""
 
-from . import sine
+from . import data, sine
 
-COMMANDS = [sine.register]
+COMMANDS = [sine.register, data.register]
