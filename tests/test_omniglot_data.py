@@ -1,0 +1,270 @@
+"""Omniglot loading on the real small sets: counts, preprocessing, augmentation, cache, errors."""
+
+import io
+import os
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from minireptile.data import ClassSet, ImagePool, augment_rotations, merge_pools
+from minireptile.data.cache import ENV_VAR, default_cache_dir, load_cached
+from minireptile.data.omniglot import (
+    alphabets,
+    load_omniglot,
+    load_omniglot_source,
+    omniglot_splits,
+    read_omniglot_source,
+    split_by_alphabet,
+    split_by_character,
+)
+from minireptile.errors import InputError
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"
+SMALL1 = DATA / "images_background_small1.zip"
+SMALL2 = DATA / "images_background_small2.zip"
+needs_data = pytest.mark.skipif(
+    not SMALL1.is_file() or not SMALL2.is_file(),
+    reason=f"real Omniglot small sets not found at {DATA} (../shared/data/omniglot)")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def small1(cache):
+    return load_omniglot_source(SMALL1, cache_dir=cache, progress=False)
+
+
+@pytest.fixture(scope="module")
+def small2(cache):
+    return load_omniglot_source(SMALL2, cache_dir=cache, progress=False)
+
+
+@pytest.fixture(scope="module")
+def union(cache, small1, small2):
+    return load_omniglot([SMALL1, SMALL2], cache_dir=cache, progress=False)
+
+
+def one_line(err):
+    msg = str(err.value)
+    assert "\n" not in msg and len(msg) < 400
+    return msg
+
+
+@needs_data
+def test_counts_of_each_small_set(small1, small2):
+    for pool, n_alpha, n_chars in [(small1, 5, 136), (small2, 5, 156)]:
+        assert pool.num_classes == n_chars
+        assert len(pool.images) == 20 * n_chars
+        assert np.all(np.diff(pool.starts) == 20)
+        assert len(alphabets(ClassSet(pool))) == n_alpha
+    assert alphabets(ClassSet(small1)) == ["Balinese", "Early_Aramaic", "Greek", "Korean",
+                                           "Latin"]
+
+
+@needs_data
+def test_union_deduplicates_shared_alphabets(small1, small2, union):
+    assert len(union) == 242 and len(union.pool.images) == 4840
+    assert len(alphabets(union)) == 8
+    names = union.pool.names.tolist()
+    assert names == sorted(names)
+    c1 = small1.names.tolist().index("Greek/character05")
+    c2 = small2.names.tolist().index("Greek/character05")
+    cu = names.index("Greek/character05")
+    np.testing.assert_array_equal(union.pool.class_images(cu), small1.class_images(c1))
+    np.testing.assert_array_equal(union.pool.class_images(cu), small2.class_images(c2))
+
+
+def test_merge_rejects_same_class_with_different_images():
+    def pool(value):
+        return ImagePool.from_classes(["Greek/character01"], [np.full((2, 4, 4), value,
+                                      np.uint8)], [["a.png", "b.png"]], 1.0, (4, 4))
+    assert merge_pools([pool(1), pool(1)]).num_classes == 1
+    with pytest.raises(InputError, match="'Greek/character01' is in both a.zip and b.zip"):
+        merge_pools([pool(1), pool(0)], ["a.zip", "b.zip"])
+
+
+@needs_data
+def test_images_match_the_reference_preprocessing(small1):
+    classes = augment_rotations(ClassSet(small1))
+    assert len(classes) == 4 * 136
+    with zipfile.ZipFile(SMALL1) as archive:
+        for c in (0, 77, 135):
+            name = str(small1.names[c])
+            for j in (0, 19):
+                member = f"images_background_small1/{name}/{small1.class_files(c)[j]}"
+                raw = Image.open(io.BytesIO(archive.read(member)))
+                for k in range(4):
+                    # the reference: Image.open(f).resize((28, 28)).rotate(rotation)
+                    expected = np.array(raw.resize((28, 28)).rotate(90 * k)).astype("float32")
+                    got = classes.images(4 * c + k, [j])[0]
+                    assert got.dtype == np.float32 and got.shape == (28, 28)
+                    np.testing.assert_array_equal(got, expected)
+
+
+@needs_data
+def test_pixel_values_and_polarity(small1):
+    images = ClassSet(small1).images(3, np.arange(20))
+    assert set(np.unique(images).tolist()) == {0.0, 1.0}
+    assert images.mean() > 0.8  # white background is 1, strokes 0, as the reference
+
+
+@needs_data
+def test_rotations_really_rotate(small1):
+    classes = augment_rotations(ClassSet(small1))
+    plain = classes.images(0, np.arange(20))
+    for k in (1, 2, 3):
+        rotated = classes.images(k, np.arange(20))
+        assert not np.array_equal(rotated, plain)
+        np.testing.assert_array_equal(rotated, np.rot90(plain, k, axes=(1, 2)))
+    assert classes.class_name(2).endswith("rotated 180°")
+
+
+@needs_data
+def test_cache_hit_is_fast_and_identical(tmp_path, small1):
+    start = time.perf_counter()
+    first = load_omniglot_source(SMALL1, cache_dir=tmp_path, progress=False)
+    decode = time.perf_counter() - start
+    files = list(tmp_path.glob("omniglot-images_background_small1-*.npz"))
+    assert len(files) == 1
+    start = time.perf_counter()
+    second = load_omniglot_source(SMALL1, cache_dir=tmp_path, progress=False)
+    hit = time.perf_counter() - start
+    assert hit < 1.0 and hit < decode
+    for a, b, c in zip(first.to_arrays().values(), second.to_arrays().values(),
+                       small1.to_arrays().values()):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    print(f"small1: decode {decode:.2f} s, cache hit {hit * 1000:.0f} ms")
+
+
+def test_cache_location_env_var_and_argument(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "env"))
+    assert default_cache_dir() == str(tmp_path / "env")
+    assert default_cache_dir(tmp_path / "arg") == str(tmp_path / "arg")
+    monkeypatch.delenv(ENV_VAR)
+    assert default_cache_dir() == os.path.join(os.path.expanduser("~"), ".cache", "minireptile")
+
+
+def test_cache_rebuilds_a_damaged_file_and_follows_content(tmp_path):
+    source = tmp_path / "src.bin"
+    source.write_bytes(b"one")
+    calls = []
+
+    def build():
+        calls.append(1)
+        return ImagePool.from_classes(["A/character01"], [np.ones((1, 2, 2), np.uint8)],
+                                      [["x.png"]], 1.0, (2, 2))
+
+    cache = tmp_path / "cache"
+    load_cached("test", str(source), {}, build, cache_dir=cache)
+    load_cached("test", str(source), {}, build, cache_dir=cache)
+    assert len(calls) == 1
+    (target,) = cache.glob("test-src.bin-*.npz")
+    target.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="unreadable image cache"):
+        load_cached("test", str(source), {}, build, cache_dir=cache)
+    assert len(calls) == 2
+    source.write_bytes(b"two")  # new content, new key
+    load_cached("test", str(source), {}, build, cache_dir=cache)
+    assert len(calls) == 3
+    load_cached("test", str(source), {}, build, use_cache=False, cache_dir=tmp_path / "none")
+    assert not (tmp_path / "none").exists()
+
+
+@needs_data
+def test_zip_and_extracted_folder_give_identical_arrays(tmp_path, small1):
+    with zipfile.ZipFile(SMALL1) as archive:
+        archive.extractall(tmp_path)
+    folder = read_omniglot_source(tmp_path / "images_background_small1", progress=False)
+    parent = read_omniglot_source(tmp_path, progress=False)  # holds the one top folder
+    for pool in (folder, parent):
+        for key, value in small1.to_arrays().items():
+            np.testing.assert_array_equal(pool.to_arrays()[key], value, err_msg=key)
+
+
+@needs_data
+def test_splits_by_character_and_alphabet(union):
+    train, test = split_by_character(union, np.random.default_rng(0), num_train=200)
+    assert len(train) == 200 and len(test) == 42
+    assert set(train.base.tolist()).isdisjoint(test.base.tolist())
+    again, _ = split_by_character(union, np.random.default_rng(0), num_train=200)
+    np.testing.assert_array_equal(train.base, again.base)
+    with pytest.raises(InputError, match="cannot keep 1200 training classes out of 242"):
+        split_by_character(union, np.random.default_rng(0))
+    train, test = split_by_alphabet(union, ["Greek", "Latin"])
+    assert alphabets(train) == ["Greek", "Latin"] and len(train) == 24 + 26
+    assert len(test) == 242 - 50 and "Greek" not in alphabets(test)
+    with pytest.raises(InputError, match=r"unknown alphabet\(s\) \['Klingon'\]"):
+        split_by_alphabet(union, ["Klingon"])
+
+
+@needs_data
+def test_omniglot_splits_augments_training_only(cache):
+    train, test = omniglot_splits([SMALL1, SMALL2], np.random.default_rng(1), num_train=100,
+                                  cache_dir=cache, progress=False)
+    assert len(train) == 400 and len(test) == 142
+    assert set(train.turns.tolist()) == {0, 1, 2, 3} and set(test.turns.tolist()) == {0}
+
+
+# --- bad input ---------------------------------------------------------------------------
+
+def test_missing_source(tmp_path):
+    with pytest.raises(InputError, match="does not exist") as err:
+        load_omniglot([tmp_path / "nowhere"], cache_dir=tmp_path)
+    assert "minireptile data omniglot" in one_line(err)
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "data").mkdir()
+    with pytest.raises(InputError, match="is empty") as err:
+        load_omniglot(tmp_path / "data", cache_dir=tmp_path / "c")
+    one_line(err)
+
+
+def test_folder_without_the_layout(tmp_path):
+    (tmp_path / "data" / "Greek").mkdir(parents=True)
+    (tmp_path / "data" / "Greek" / "notes.txt").write_text("hello")
+    with pytest.raises(InputError, match=r"holds no Omniglot images .*characterNN") as err:
+        load_omniglot(tmp_path / "data", cache_dir=tmp_path / "c")
+    one_line(err)
+
+
+def test_corrupt_png(tmp_path):
+    char = tmp_path / "data" / "Greek" / "character01"
+    char.mkdir(parents=True)
+    Image.fromarray(np.ones((105, 105), bool)).save(char / "0001_01.png")
+    (char / "0001_02.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(InputError, match=r"0001_02.png' is not a readable PNG") as err:
+        load_omniglot(tmp_path / "data", cache_dir=tmp_path / "c", progress=False)
+    one_line(err)
+
+
+def test_zip_of_wrong_content(tmp_path):
+    bad = tmp_path / "strokes.zip"
+    with zipfile.ZipFile(bad, "w") as archive:
+        archive.writestr("strokes_background/Greek/character01/0394_01.txt", "1,2,3")
+    with pytest.raises(InputError, match="holds no Omniglot images") as err:
+        load_omniglot(bad, cache_dir=tmp_path / "c")
+    one_line(err)
+    not_zip = tmp_path / "fake.zip"
+    not_zip.write_bytes(b"hello")
+    with pytest.raises(InputError, match="is not a readable zip file"):
+        load_omniglot(not_zip, cache_dir=tmp_path / "c")
+
+
+def test_non_1bit_png_is_thresholded(tmp_path):
+    char = tmp_path / "data" / "Greek" / "character01"
+    char.mkdir(parents=True)
+    gray = np.full((105, 105), 200, np.uint8)
+    gray[40:60, 40:60] = 30
+    Image.fromarray(gray).save(char / "0001_01.png")
+    pool = read_omniglot_source(tmp_path / "data", progress=False)
+    assert pool.images.shape == (1, 28, 28)
+    assert set(np.unique(pool.images).tolist()) == {0, 1}
