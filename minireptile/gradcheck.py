@@ -70,13 +70,15 @@ def check_layer(layer, x, rng, params=None, h=1e-6):
     layout = ParamLayout(layer.param_shapes())
     if params is None:
         params = np.zeros(layout.size)
-        layer.init_params(layout.views(params), rng)
+        layer.init_params(layer.bind(layout.views(params)), rng)
         params += 0.1 * rng.standard_normal(layout.size)
-    views = layout.views(params)
+    views = layer.bind(layout.views(params))
     y, cache = layer.forward(views, x)
     r = rng.standard_normal(y.shape)
     grad = np.zeros_like(params)
-    dx = layer.backward(views, cache, r.astype(y.dtype), layout.views(grad), need_dx=True)
+    dx = layer.backward(
+        views, cache, r.astype(y.dtype), layer.bind(layout.views(grad)), need_dx=True
+    )
 
     def objective():
         out, _ = layer.forward(views, x)

@@ -13,10 +13,12 @@ import numpy as np
 
 from .errors import InputError, describe_array
 from .nn import Linear, MeanSquaredError, ReLU, Sequential, SoftmaxCrossEntropy, Tanh
+from .nn.fused import FusedDense
 from .params import FLOAT_DTYPES, ParamLayout
 
 LOSSES = {"mse": MeanSquaredError, "cross_entropy": SoftmaxCrossEntropy}
 ACTIVATIONS = {"tanh": Tanh, "relu": ReLU}
+_BIND_CACHE_SIZE = 8
 
 
 class Model:
@@ -33,9 +35,12 @@ class Model:
         float32 (default) or float64: the dtype of ``init_params``.
     name : str
         Shown by :meth:`describe` and stored in checkpoints.
+    fused : FusedDense, optional
+        A kernel computing the same function as ``network`` + ``loss`` in one call (see
+        :mod:`minireptile.nn.fused`); used instead of the layer-by-layer path when given.
     """
 
-    def __init__(self, network, loss, input_shape, dtype=np.float32, name="model"):
+    def __init__(self, network, loss, input_shape, dtype=np.float32, name="model", fused=None):
         if loss not in LOSSES:
             raise InputError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
         dtype = np.dtype(dtype)
@@ -49,6 +54,20 @@ class Model:
         self.dtype = dtype
         self.name = name
         self.layout = ParamLayout(network.param_shapes())
+        self.fused = fused
+        # Bound views of the last few parameter/gradient vectors, keyed by identity. Holding
+        # the array itself keeps its id from being reused while the entry exists.
+        self._bound = {}
+
+    def _bind(self, flat):
+        entry = self._bound.get(id(flat))
+        if entry is not None and entry[0] is flat:
+            return entry[1]
+        bound = self.network.bind(self.layout.views(flat))
+        if len(self._bound) >= _BIND_CACHE_SIZE:
+            self._bound.pop(next(iter(self._bound)))
+        self._bound[id(flat)] = (flat, bound)
+        return bound
 
     @property
     def size(self):
@@ -65,7 +84,7 @@ class Model:
         if not isinstance(rng, np.random.Generator):
             raise InputError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         flat = np.zeros(self.size, dtype=self.dtype)
-        self.network.init_params(self.layout.views(flat), rng)
+        self.network.init_params(self.network.bind(self.layout.views(flat)), rng)
         return flat
 
     def _check_inputs(self, params, x):
@@ -92,10 +111,12 @@ class Model:
         ndarray, shape (batch, *output_shape), params' dtype
         """
         x = self._check_inputs(params, x)
-        out, _ = self.network.forward(self.layout.views(params), x)
+        if self.fused is not None:
+            return self.fused.predict(params, x)
+        out, _ = self.network.forward(self._bind(params), x)
         return out
 
-    def loss_and_grad(self, params, x, y):
+    def loss_and_grad(self, params, x, y, out=None):
         """Mean loss over the batch and its gradient with respect to ``params``.
 
         Parameters
@@ -105,28 +126,35 @@ class Model:
         y : ndarray
             Regression targets ``(batch, *output_shape)`` (mse) or integer labels ``(batch,)``
             (cross_entropy).
+        out : ndarray, shape (size,), params' dtype, optional
+            Array to write the gradient into (reused across steps by training loops).
 
         Returns
         -------
         loss : float
-        grad : ndarray, shape (size,), params' dtype
+        grad : ndarray, shape (size,), params' dtype (``out`` when given)
         """
         x = self._check_inputs(params, x)
         self.loss.check_target(y, len(x), self.output_shape)
-        out, cache = self.network.forward(self.layout.views(params), x)
-        loss, loss_cache = self.loss.forward(out, y)
-        grad = np.empty_like(params)
+        if out is None:
+            out = np.empty_like(params)
+        elif out is params or out.shape != params.shape or out.dtype != params.dtype:
+            raise InputError(
+                f"out must be a separate {params.dtype} array of shape {params.shape}, "
+                f"got {describe_array(out)}"
+            )
+        if self.fused is not None:
+            return self.fused.loss_and_grad(params, x, y, out), out
+        bound = self._bind(params)
+        prediction, cache = self.network.forward(bound, x)
+        loss, loss_cache = self.loss.forward(prediction, y)
         self.network.backward(
-            self.layout.views(params),
-            cache,
-            self.loss.backward(loss_cache),
-            self.layout.views(grad),
-            need_dx=False,
+            bound, cache, self.loss.backward(loss_cache), self._bind(out), need_dx=False
         )
-        return loss, grad
+        return loss, out
 
 
-def mlp(sizes, activation="tanh", loss="mse", dtype=np.float32, init="torch"):
+def mlp(sizes, activation="tanh", loss="mse", dtype=np.float32, init="torch", fused=True):
     """A multilayer perceptron ``sizes[0] → … → sizes[-1]`` with ``activation`` between layers.
 
     Parameters
@@ -135,6 +163,11 @@ def mlp(sizes, activation="tanh", loss="mse", dtype=np.float32, init="torch"):
         Layer widths including input and output, e.g. ``[1, 64, 64, 1]``.
     activation : {"tanh", "relu"}
     loss : {"mse", "cross_entropy"}
+    init : {"torch", "glorot"}
+        See :class:`~minireptile.nn.Linear`.
+    fused : bool
+        Run forward, loss and backward as one kernel (same results; much less call overhead
+        for small networks). ``False`` runs the layers one by one.
     """
     sizes = list(sizes)
     if len(sizes) < 2 or any(not isinstance(s, (int, np.integer)) or s < 1 for s in sizes):
@@ -147,4 +180,5 @@ def mlp(sizes, activation="tanh", loss="mse", dtype=np.float32, init="torch"):
         if i < len(sizes) - 2:
             layers.append(ACTIVATIONS[activation]())
     name = f"mlp {'-'.join(str(s) for s in sizes)} ({activation})"
-    return Model(Sequential(*layers), loss, (sizes[0],), dtype=dtype, name=name)
+    kernel = FusedDense(sizes, activation, loss) if fused else None
+    return Model(Sequential(*layers), loss, (sizes[0],), dtype=dtype, name=name, fused=kernel)

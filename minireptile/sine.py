@@ -87,15 +87,16 @@ def inner_sgd(model, w, x, y, rng, batch, epochs, lr):
     Returns the mean mini-batch loss (measured before each step).
     """
     sgd = SGD(lr)
+    grad = np.empty_like(w)
     losses = []
     for _ in range(epochs):
         order = rng.permutation(len(x))
         for start in range(0, len(x), batch):
             idx = order[start : start + batch]
-            loss, grad = model.loss_and_grad(w, x[idx], y[idx])
+            loss, _ = model.loss_and_grad(w, x[idx], y[idx], out=grad)
             sgd.step(w, grad)
             losses.append(loss)
-    return float(np.mean(losses))
+    return sum(losses) / len(losses)
 
 
 def train(config, progress=False, model=None):
@@ -135,7 +136,7 @@ def train(config, progress=False, model=None):
         tasks = [sample_task(rng) for _ in range(config.meta_batch)]
         task_loss.clear()
         reptile_step(phi, tasks, adapt, eps, outer)
-        losses[it] = np.mean(task_loss)
+        losses[it] = sum(task_loss) / len(task_loss)
         if bar is not None:
             bar.update(1)
             if it % 200 == 199 or it == config.iterations - 1:
@@ -159,6 +160,7 @@ def finetune_curve(model, phi, task, train_idx, lr, steps):
     x = X_ALL.astype(model.dtype)
     y = task(x)
     w = phi.copy()
+    grad = np.empty_like(w)
     sgd = SGD(lr)
     out = {}
     for step in range(max(steps) + 1):
@@ -166,7 +168,7 @@ def finetune_curve(model, phi, task, train_idx, lr, steps):
             pred = model.predict(w, x)
             out[step] = (float(np.mean((pred - y) ** 2)), pred)
         if step < max(steps):
-            _, grad = model.loss_and_grad(w, x[train_idx], y[train_idx])
+            model.loss_and_grad(w, x[train_idx], y[train_idx], out=grad)
             sgd.step(w, grad)
     return out
 

@@ -6,9 +6,12 @@ its forward rule::
     y, cache = layer.forward(params, x)
     dx = layer.backward(params, cache, dy, grads)
 
-``params`` and ``grads`` are dicts of views into the model's flat parameter and gradient
-arrays (see :mod:`minireptile.params`); ``backward`` *overwrites* its entries of ``grads``.
-Layers hold configuration only, never state, so one layer object serves any parameter vector.
+``params`` and ``grads`` are the layer's *bound* views into the model's flat parameter and
+gradient arrays: ``layer.bind(layout.views(flat))``, for a plain layer simply the dict of its
+named views, for :class:`Sequential` one bound entry per child. Binding once per parameter
+vector keeps the per-step cost of slicing and reshaping out of the training loop.
+``backward`` *overwrites* its entries of ``grads``. Layers hold configuration only, never
+state, so one layer object serves any parameter vector.
 """
 
 from ..errors import InputError
@@ -21,8 +24,12 @@ class Layer:
         """Names and shapes of this layer's parameters, as a list of (str, tuple)."""
         return []
 
+    def bind(self, named):
+        """Arrange the dict of named views (this layer's names) the way forward/backward use it."""
+        return named
+
     def init_params(self, params, rng):
-        """Fill ``params`` (dict of views) with initial values drawn from ``rng``."""
+        """Fill ``params`` (bound views) with initial values drawn from ``rng``."""
 
     def output_shape(self, input_shape):
         """Per-example output shape for a per-example ``input_shape``; raises on a mismatch."""
@@ -69,12 +76,16 @@ class Sequential(Layer):
             for name, shape in layer.param_shapes()
         ]
 
-    def _split(self, named, i):
-        return {local: named[full] for local, full in self._local_params[i]}
+    def bind(self, named):
+        """One bound entry per child layer, each keyed by the child's own parameter names."""
+        return [
+            layer.bind({local: named[full] for local, full in local_params})
+            for layer, local_params in zip(self.layers, self._local_params)
+        ]
 
     def init_params(self, params, rng):
-        for i, layer in enumerate(self.layers):
-            layer.init_params(self._split(params, i), rng)
+        for layer, bound in zip(self.layers, params):
+            layer.init_params(bound, rng)
 
     def output_shape(self, input_shape):
         shape = tuple(input_shape)
@@ -87,17 +98,15 @@ class Sequential(Layer):
 
     def forward(self, params, x):
         caches = []
-        for i, layer in enumerate(self.layers):
-            x, cache = layer.forward(self._split(params, i), x)
+        for layer, bound in zip(self.layers, params):
+            x, cache = layer.forward(bound, x)
             caches.append(cache)
         return x, caches
 
     def backward(self, params, cache, dy, grads, need_dx=True):
         for i in range(len(self.layers) - 1, -1, -1):
             want_dx = need_dx or i > 0
-            dy = self.layers[i].backward(
-                self._split(params, i), cache[i], dy, self._split(grads, i), want_dx
-            )
+            dy = self.layers[i].backward(params[i], cache[i], dy, grads[i], want_dx)
         return dy
 
     def __repr__(self):

@@ -59,9 +59,9 @@ class Linear(Layer):
         return dense_forward(x, params["weight"], params["bias"]), x
 
     def backward(self, params, x, dy, grads, need_dx=True):
-        dw, db, dx = dense_backward(x, params["weight"], dy, need_dx)
-        grads["weight"][...] = dw
-        grads["bias"][...] = db
+        _, _, dx = dense_backward(
+            x, params["weight"], dy, dw=grads["weight"], db=grads["bias"], need_dx=need_dx
+        )
         return dx
 
     def __repr__(self):

@@ -1,0 +1,54 @@
+"""The fused path for plain dense networks (see :mod:`minireptile.kernels.mlp`).
+
+A :class:`FusedDense` computes exactly what ``Sequential(Linear, act, Linear, …)`` followed
+by a loss computes, in one compiled call. :func:`minireptile.model.mlp` attaches one to the
+models it builds; ``Model(..., fused=None)`` (or ``mlp(..., fused=False)``) keeps the
+layer-by-layer path, which is the fused path's reference in the tests.
+"""
+
+import numpy as np
+
+from ..kernels import mlp as kernel
+
+_ACTIVATIONS = {"tanh": kernel.TANH, "relu": kernel.RELU}
+_LOSSES = {"mse": kernel.MSE, "cross_entropy": kernel.CROSS_ENTROPY}
+
+
+class FusedDense:
+    """Forward, loss and backward of a dense network in one kernel call.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer widths including input and output.
+    activation : {"tanh", "relu"}
+    loss : {"mse", "cross_entropy"}
+    """
+
+    def __init__(self, sizes, activation, loss):
+        self.sizes = np.asarray(sizes, dtype=np.int64)
+        self.activation = _ACTIVATIONS[activation]
+        self.loss_kind = _LOSSES[loss]
+        self._no_targets = {}
+
+    def _placeholder(self, dtype, ndim):
+        key = (np.dtype(dtype), ndim)
+        if key not in self._no_targets:
+            self._no_targets[key] = np.zeros((0,) * ndim, dtype=dtype)
+        return self._no_targets[key]
+
+    def predict(self, params, x):
+        """Network output, shape ``(batch, sizes[-1])``."""
+        return kernel.mlp_predict(params, x, self.sizes, self.activation)
+
+    def loss_and_grad(self, params, x, y, out):
+        """Mean loss; the gradient is written into ``out``."""
+        if self.loss_kind == kernel.MSE:
+            targets = np.ascontiguousarray(y, dtype=params.dtype)
+            labels = self._placeholder(np.int64, 1)
+        else:
+            targets = self._placeholder(params.dtype, 2)
+            labels = np.ascontiguousarray(y, dtype=np.int64)
+        return kernel.mlp_loss_and_grad(
+            params, out, x, targets, labels, self.sizes, self.activation, self.loss_kind
+        )
