@@ -1,0 +1,217 @@
+"""Lake et al.'s 20-way one-shot runs (``all_runs.zip`` of brendenlake/omniglot).
+
+Layout, as a folder or a zip (optionally under one top folder)::
+
+    run01/class_labels.txt
+    run01/training/class01.png … class20.png     one drawing of each of 20 characters
+    run01/test/item01.png … item20.png           another drawing of each, shuffled
+    …
+    run20/…
+
+``class_labels.txt`` has one line per test item, ``runNN/test/itemXX.png
+runNN/training/classYY.png`` (paths relative to the folder holding the runs). As in the
+release's ``demo_classification.py``, training files are indexed in sorted order and test
+files are taken in sorted order. Images get the same 28×28 preprocessing as Omniglot
+(:func:`~minireptile.data.omniglot.decode_image`).
+"""
+
+import os
+import re
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from ..errors import InputError
+from .omniglot import IMAGE_SIZE, decode_image
+
+LABELS = "class_labels.txt"
+RUN_RE = re.compile(r"run\d+$")
+
+
+@dataclass(frozen=True, eq=False)
+class LakeRun:
+    """One 20-way one-shot classification run.
+
+    Attributes
+    ----------
+    name : str
+        ``"run01"`` etc.
+    train_images : (C, 28, 28) float32
+        One image per class, ``classNN.png`` in sorted order.
+    train_labels : (C,) int64
+        Class index of each training image (0..C−1, i.e. ``arange(C)``).
+    test_images : (T, 28, 28) float32
+        ``itemNN.png`` in sorted order.
+    test_labels : (T,) int64
+        The correct class index of each test image.
+    """
+
+    name: str
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+
+class _Reader:
+    """Reads ``/``-separated relative paths from a folder or a zip (with optional top folder)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.archive = None
+        if os.path.isdir(path):
+            self.files = []
+            for folder, dirs, names in os.walk(path):
+                dirs.sort()
+                rel = os.path.relpath(folder, path).replace(os.sep, "/")
+                self.files += [n if rel == "." else f"{rel}/{n}" for n in names]
+        elif os.path.isfile(path):
+            try:
+                self.archive = zipfile.ZipFile(path)
+            except zipfile.BadZipFile as err:
+                raise InputError(f"{path!r} is not a readable zip file ({err}); give Lake's "
+                                 "all_runs.zip or its extracted folder") from None
+            self.files = [n for n in self.archive.namelist() if not n.endswith("/")]
+        else:
+            raise InputError(f"one-shot runs {path!r} do not exist; give Lake's all_runs.zip "
+                             "or its extracted folder")
+
+    def read(self, rel):
+        try:
+            if self.archive is not None:
+                return self.archive.read(rel)
+            with open(os.path.join(self.path, rel), "rb") as f:
+                return f.read()
+        except KeyError:
+            raise InputError(f"{rel!r} is listed in {self.path!r} but missing") from None
+        except (OSError, zipfile.BadZipFile) as err:
+            raise InputError(f"{rel!r} in {self.path!r} cannot be read ({err})") from None
+
+    def close(self):
+        if self.archive is not None:
+            self.archive.close()
+
+
+def _parse_labels(text, run, where):
+    """``[(test file, training file)]`` from a class_labels.txt, checked against the run."""
+    pairs = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        ok = (len(parts) == 2 and parts[0].startswith(f"{run}/test/")
+              and parts[1].startswith(f"{run}/training/"))
+        if not ok:
+            raise InputError(f"{where} line {number} reads {line.strip()!r}; expected "
+                             f"'{run}/test/itemXX.png {run}/training/classYY.png'")
+        pairs.append((parts[0], parts[1]))
+    if not pairs:
+        raise InputError(f"{where} lists no test items")
+    return pairs
+
+
+def load_lake_runs(path, size=IMAGE_SIZE):
+    """Read every run of the one-shot task.
+
+    Parameters
+    ----------
+    path : str
+        ``all_runs.zip`` or a folder holding ``run01``… (or holding one folder that does).
+
+    Returns
+    -------
+    list of LakeRun, sorted by run name.
+    """
+    path = os.fspath(path)
+    reader = _Reader(path)
+    try:
+        labels = sorted(f for f in reader.files if f.endswith("/" + LABELS)
+                        and RUN_RE.match(f.split("/")[-2]))
+        if not labels:
+            raise InputError(f"{path!r} holds no runNN/{LABELS}; give Lake's all_runs.zip or "
+                             "its extracted folder")
+        runs = []
+        for label_file in labels:
+            root = label_file[:-len(LABELS) - 1]  # ".../runNN"
+            run = root.rsplit("/", 1)[-1]
+            prefix = root[:-len(run)]  # "" or "all_runs/"
+            where = f"{path}/{label_file}"
+            pairs = _parse_labels(reader.read(label_file).decode("utf-8", "replace"), run,
+                                  where)
+            train_files = sorted({train for _, train in pairs})
+            test_files = sorted(test for test, _ in pairs)
+            answer = dict(pairs)
+
+            runs.append(LakeRun(
+                name=run,
+                train_images=_load_images(reader, prefix, train_files, size),
+                train_labels=np.arange(len(train_files), dtype=np.int64),
+                test_images=_load_images(reader, prefix, test_files, size),
+                test_labels=np.array([train_files.index(answer[t]) for t in test_files],
+                                     dtype=np.int64)))
+        return runs
+    finally:
+        reader.close()
+
+
+def _load_images(reader, prefix, rels, size):
+    """(len(rels), size, size) float32 images of the files ``prefix + rel``."""
+    return np.stack([decode_image(reader.read(prefix + rel), f"{reader.path}/{prefix}{rel}",
+                                  size) for rel in rels]).astype(np.float32)
+
+
+def make_lake_fixture(dest, source_images, n_runs, rng, n_way=20):
+    """Write one-shot runs in the release's format from Omniglot drawings (for tests).
+
+    Each run draws ``n_way`` characters without replacement and two different drawings of
+    each: one becomes ``training/classYY.png``, the other a test item; the test items are
+    shuffled. PNGs are written as the originals are stored: 1 bit per pixel, as given (pass
+    105×105 drawings to mimic the release).
+
+    Parameters
+    ----------
+    dest : str
+        Folder that receives ``run01``…; created if missing.
+    source_images : sequence of characters, each a sequence of >= 2 (H, W) arrays
+        Drawings with 0 for strokes and nonzero for background.
+    n_runs : int
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    list of (n_way,) int arrays: the source character of each training class, per run.
+    """
+    if len(source_images) < n_way:
+        raise InputError(f"{len(source_images)} characters given, a {n_way}-way run needs "
+                         f"at least {n_way}")
+    chosen = []
+    for r in range(1, n_runs + 1):
+        run = f"run{r:02d}"
+        for sub in ("training", "test"):
+            os.makedirs(os.path.join(dest, run, sub), exist_ok=True)
+        chars = rng.choice(len(source_images), n_way, replace=False)
+        order = rng.permutation(n_way)  # test item i shows training class order[i]
+        lines = []
+        for c, char in enumerate(chars):
+            drawings = source_images[char]
+            if len(drawings) < 2:
+                raise InputError(f"character {char} has {len(drawings)} drawing(s); a run "
+                                 "needs 2 (one training, one test)")
+            a, b = rng.choice(len(drawings), 2, replace=False)
+            _write_1bit(os.path.join(dest, run, "training", f"class{c + 1:02d}.png"),
+                        drawings[a])
+            item = int(np.flatnonzero(order == c)[0]) + 1
+            _write_1bit(os.path.join(dest, run, "test", f"item{item:02d}.png"), drawings[b])
+        for i in range(n_way):
+            lines.append(f"{run}/test/item{i + 1:02d}.png "
+                         f"{run}/training/class{order[i] + 1:02d}.png")
+        with open(os.path.join(dest, run, LABELS), "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        chosen.append(np.asarray(chars))
+    return chosen
+
+
+def _write_1bit(path, image):
+    Image.fromarray(np.asarray(image) != 0).save(path)
