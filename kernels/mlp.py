@@ -173,6 +173,22 @@ def _loss_and_grad(params, grad, x, targets, labels, sizes, activation, loss_kin
     return loss
 
 
+@njit(cache=True)
+def _sgd_steps(params, x, targets, labels, flat_idx, starts, lr, sizes, activation, loss_kind,
+               rational_tanh, losses):
+    grad = np.empty_like(params)
+    for step in range(starts.shape[0] - 1):
+        idx = flat_idx[starts[step] : starts[step + 1]]
+        xb = x[idx]
+        tb = targets[idx] if loss_kind == MSE else targets
+        lb = labels[idx] if loss_kind == CROSS_ENTROPY else labels
+        losses[step] = _loss_and_grad(
+            params, grad, xb, tb, lb, sizes, activation, loss_kind, rational_tanh
+        )
+        for i in range(params.size):
+            params[i] -= lr * grad[i]
+
+
 def mlp_predict(params, x, sizes, activation):
     """Output of the dense network for a batch.
 
@@ -218,3 +234,32 @@ def mlp_loss_and_grad(params, grad, x, targets, labels, sizes, activation, loss_
     return _loss_and_grad(
         params, grad, x, targets, labels, sizes, activation, loss_kind, rational
     )
+
+
+def mlp_sgd_steps(params, x, targets, labels, batches, lr, sizes, activation, loss_kind):
+    """Plain SGD steps on the dense network, one per mini-batch, updating ``params`` in place.
+
+    Equivalent to ``for idx in batches: loss_and_grad on (x[idx], ·[idx]); params -= lr·grad``.
+
+    Parameters
+    ----------
+    params : ndarray, shape (n_params,), C-contiguous
+    x : ndarray, shape (n_examples, sizes[0]), params' dtype
+    targets, labels : as for :func:`mlp_loss_and_grad`, over all ``n_examples``
+    batches : sequence of int arrays
+        Example indices of each mini-batch, in order.
+    lr : float
+
+    Returns
+    -------
+    losses : ndarray of float64, shape (len(batches),)
+        The loss of each mini-batch before its step.
+    """
+    starts = np.zeros(len(batches) + 1, dtype=np.int64)
+    starts[1:] = np.cumsum([len(b) for b in batches])
+    flat_idx = np.concatenate(batches).astype(np.int64) if batches else np.zeros(0, np.int64)
+    losses = np.empty(len(batches))
+    rational = params.dtype == np.float32
+    _sgd_steps(params, np.ascontiguousarray(x), targets, labels, flat_idx, starts,
+               params.dtype.type(lr), sizes, activation, loss_kind, rational, losses)
+    return losses

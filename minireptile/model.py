@@ -154,6 +154,54 @@ class Model:
         return loss, out
 
 
+    def sgd_steps(self, params, x, y, batches, lr):
+        """Plain SGD on a sequence of mini-batches, updating ``params`` in place.
+
+        Exactly::
+
+            for idx in batches:
+                loss, grad = self.loss_and_grad(params, x[idx], y[idx])
+                params -= lr * grad
+
+        which is what runs for layer-by-layer models; a fused model runs the same loop inside
+        one kernel call.
+
+        Parameters
+        ----------
+        params : ndarray, shape (size,)
+        x : ndarray, shape (n_examples, *input_shape)
+        y : ndarray, targets or labels for all ``n_examples``
+        batches : sequence of int arrays
+            Indices into ``x`` of each mini-batch.
+        lr : float
+
+        Returns
+        -------
+        losses : ndarray, shape (len(batches),)
+            Each mini-batch's loss before its step.
+        """
+        x = self._check_inputs(params, x)
+        self.loss.check_target(y, len(x), self.output_shape)
+        sizes = [len(idx) for idx in batches]
+        every = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
+        if 0 in sizes or every.dtype.kind not in "iu" or (
+            every.size and (every.min() < 0 or every.max() >= len(x))
+        ):
+            raise InputError(
+                f"mini-batches must be non-empty integer indices in [0, {len(x)}), "
+                f"got sizes {sizes} and values from {every.min() if every.size else None} "
+                f"to {every.max() if every.size else None}"
+            )
+        if self.fused is not None:
+            return self.fused.sgd_steps(params, x, y, batches, lr)
+        grad = np.empty_like(params)
+        losses = np.empty(len(batches))
+        for step, idx in enumerate(batches):
+            losses[step], _ = self.loss_and_grad(params, x[idx], y[idx], out=grad)
+            params -= params.dtype.type(lr) * grad
+        return losses
+
+
 def mlp(sizes, activation="tanh", loss="mse", dtype=np.float32, init="torch", fused=True):
     """A multilayer perceptron ``sizes[0] → … → sizes[-1]`` with ``activation`` between layers.
 

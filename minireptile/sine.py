@@ -86,17 +86,11 @@ def inner_sgd(model, w, x, y, rng, batch, epochs, lr):
 
     Returns the mean mini-batch loss (measured before each step).
     """
-    sgd = SGD(lr)
-    grad = np.empty_like(w)
-    losses = []
+    batches = []
     for _ in range(epochs):
         order = rng.permutation(len(x))
-        for start in range(0, len(x), batch):
-            idx = order[start : start + batch]
-            loss, _ = model.loss_and_grad(w, x[idx], y[idx], out=grad)
-            sgd.step(w, grad)
-            losses.append(loss)
-    return sum(losses) / len(losses)
+        batches.extend(order[start : start + batch] for start in range(0, len(x), batch))
+    return float(model.sgd_steps(w, x, y, batches, lr).mean())
 
 
 def train(config, progress=False, model=None):

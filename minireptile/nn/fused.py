@@ -41,14 +41,21 @@ class FusedDense:
         """Network output, shape ``(batch, sizes[-1])``."""
         return kernel.mlp_predict(params, x, self.sizes, self.activation)
 
+    def _targets_and_labels(self, y, dtype):
+        if self.loss_kind == kernel.MSE:
+            return np.ascontiguousarray(y, dtype=dtype), self._placeholder(np.int64, 1)
+        return self._placeholder(dtype, 2), np.ascontiguousarray(y, dtype=np.int64)
+
     def loss_and_grad(self, params, x, y, out):
         """Mean loss; the gradient is written into ``out``."""
-        if self.loss_kind == kernel.MSE:
-            targets = np.ascontiguousarray(y, dtype=params.dtype)
-            labels = self._placeholder(np.int64, 1)
-        else:
-            targets = self._placeholder(params.dtype, 2)
-            labels = np.ascontiguousarray(y, dtype=np.int64)
+        targets, labels = self._targets_and_labels(y, params.dtype)
         return kernel.mlp_loss_and_grad(
             params, out, x, targets, labels, self.sizes, self.activation, self.loss_kind
+        )
+
+    def sgd_steps(self, params, x, y, batches, lr):
+        """SGD on each mini-batch ``x[idx], y[idx]`` in turn; returns the losses."""
+        targets, labels = self._targets_and_labels(y, params.dtype)
+        return kernel.mlp_sgd_steps(
+            params, x, targets, labels, batches, lr, self.sizes, self.activation, self.loss_kind
         )
