@@ -222,6 +222,8 @@ def mlp(sizes, activation="tanh", loss="mse", dtype=np.float32, init="torch", fu
         raise InputError(f"sizes must be at least two positive integers, got {sizes!r}")
     if activation not in ACTIVATIONS:
         raise InputError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if loss not in LOSSES:  # checked here too: the fused kernel is built before Model checks it
+        raise InputError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
     layers = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(Linear(int(n_in), int(n_out), init=init))
