@@ -33,9 +33,9 @@ EPSILON = 1e-3
 
 
 @njit(cache=True)
-def _forward(x, gamma, beta, eps, relu, xhat, y, inv):
+def _forward(x, gamma, beta, eps, relu, mean, inv, y):
     m, c = x.shape
-    mean = np.zeros(c)  # float64 accumulators: sums over up to ~10⁵ float32 values
+    mean[:] = 0  # float64 accumulators: sums over up to ~10⁵ float32 values
     for r in range(m):
         for k in range(c):
             mean[k] += x[r, k]
@@ -50,17 +50,15 @@ def _forward(x, gamma, beta, eps, relu, xhat, y, inv):
         inv[k] = 1 / math.sqrt(var[k] / m + eps)
     for r in range(m):
         for k in range(c):
-            h = (x[r, k] - mean[k]) * inv[k]
-            xhat[r, k] = h
-            z = gamma[k] * h + beta[k]
+            z = gamma[k] * ((x[r, k] - mean[k]) * inv[k]) + beta[k]
             if relu and z < 0:
                 z = 0
             y[r, k] = z
 
 
 @njit(cache=True)
-def _backward(xhat, y, inv, gamma, dy, relu, dgamma, dbeta, dx, need_dx):
-    m, c = xhat.shape
+def _backward(x, mean, inv, y, gamma, dy, relu, dgamma, dbeta, dx, need_dx):
+    m, c = x.shape
     sum_g = np.zeros(c)  # float64 accumulators, as in the forward pass
     sum_gx = np.zeros(c)
     for r in range(m):
@@ -69,13 +67,13 @@ def _backward(xhat, y, inv, gamma, dy, relu, dgamma, dbeta, dx, need_dx):
             if relu and not y[r, k] > 0:
                 g = 0
             sum_g[k] += g
-            sum_gx[k] += g * xhat[r, k]
+            sum_gx[k] += g * ((x[r, k] - mean[k]) * inv[k])
     for k in range(c):
         dbeta[k] = sum_g[k]
         dgamma[k] = sum_gx[k]
     if not need_dx:
         return
-    scale = np.empty(c, dtype=dx.dtype)
+    scale = np.empty(c)
     for k in range(c):
         scale[k] = gamma[k] * inv[k] / m
     for r in range(m):
@@ -83,7 +81,8 @@ def _backward(xhat, y, inv, gamma, dy, relu, dgamma, dbeta, dx, need_dx):
             g = dy[r, k]
             if relu and not y[r, k] > 0:
                 g = 0
-            dx[r, k] = scale[k] * (m * g - sum_g[k] - xhat[r, k] * sum_gx[k])
+            xhat = (x[r, k] - mean[k]) * inv[k]
+            dx[r, k] = scale[k] * (m * g - sum_g[k] - xhat * sum_gx[k])
 
 
 def _check(x, gamma, beta):
@@ -116,17 +115,19 @@ def batchnorm_forward(x, gamma, beta, eps=EPSILON, relu=False):
     -------
     y : ndarray, x's shape
     cache : tuple
-        ``(xhat, y, inv_std, relu)`` for :func:`batchnorm_backward`.
+        ``(x, mean, inv_std, y, relu)`` for :func:`batchnorm_backward`.
     """
     _check(x, gamma, beta)
     c = x.shape[-1]
     x2 = np.ascontiguousarray(x).reshape(-1, c)
-    xhat = np.empty_like(x2)
     y = np.empty_like(x2)
-    inv = np.empty(c, dtype=x.dtype)
-    _forward(x2, gamma, beta, eps, relu, xhat, y, inv)
+    mean = np.empty(c)
+    inv = np.empty(c)
+    _forward(x2, gamma, beta, eps, relu, mean, inv, y)
     y = y.reshape(x.shape)
-    return y, (xhat, y, inv, relu)
+    # x̂ is recomputed from x in the backward pass rather than stored: one array fewer to
+    # allocate and write, and x is kept alive by the previous layer anyway.
+    return y, (x2, mean, inv, y, relu)
 
 
 def batchnorm_backward(gamma, cache, dy, need_dx=True, dgamma=None, dbeta=None):
@@ -147,15 +148,16 @@ def batchnorm_backward(gamma, cache, dy, need_dx=True, dgamma=None, dbeta=None):
     dgamma, dbeta : ndarray, shape (channels,)
     dx : ndarray, dy's shape, or None if not ``need_dx``
     """
-    xhat, y, inv, relu = cache
+    x2, mean, inv, y, relu = cache
     if dy.shape != y.shape:
         raise InputError(f"batch norm dy must have shape {y.shape}, got shape {dy.shape}")
-    c = xhat.shape[1]
-    dy2 = np.ascontiguousarray(dy, dtype=xhat.dtype).reshape(-1, c)
-    dgamma = np.empty(c, dtype=xhat.dtype) if dgamma is None else dgamma
-    dbeta = np.empty(c, dtype=xhat.dtype) if dbeta is None else dbeta
-    dx = np.empty_like(xhat) if need_dx else np.empty((0, 0), dtype=xhat.dtype)
-    _backward(xhat, y.reshape(-1, c), inv, gamma, dy2, relu, dgamma, dbeta, dx, need_dx)
+    c = x2.shape[1]
+    dtype = x2.dtype
+    dy2 = np.ascontiguousarray(dy, dtype=dtype).reshape(-1, c)
+    dgamma = np.empty(c, dtype=dtype) if dgamma is None else dgamma
+    dbeta = np.empty(c, dtype=dtype) if dbeta is None else dbeta
+    dx = np.empty_like(x2) if need_dx else np.empty((0, 0), dtype=dtype)
+    _backward(x2, mean, inv, y.reshape(-1, c), gamma, dy2, relu, dgamma, dbeta, dx, need_dx)
     return dgamma, dbeta, (dx.reshape(dy.shape) if need_dx else None)
 
 

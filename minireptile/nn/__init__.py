@@ -14,3 +14,10 @@ __all__ = [
     "SoftmaxCrossEntropy",
     "Tanh",
 ]
+
+from .batchnorm import BatchNorm2d  # noqa: E402
+from .conv import Conv2d  # noqa: E402
+from .pool import MaxPool2d  # noqa: E402
+from .reshape import Flatten, Reshape  # noqa: E402
+
+__all__ += ["BatchNorm2d", "Conv2d", "Flatten", "MaxPool2d", "Reshape"]

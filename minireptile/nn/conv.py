@@ -1,0 +1,93 @@
+"""2-D convolution layer (NHWC, TensorFlow's kernel layout and padding rule)."""
+
+from ..errors import InputError
+from ..kernels.conv import PADDINGS, conv2d_backward, conv2d_forward, output_size_and_padding
+from .base import Layer
+from .init import glorot_uniform
+
+
+def _positive_int(owner, name, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InputError(f"{owner} {name} must be a positive integer, got {value!r}")
+
+
+class Conv2d(Layer):
+    """Convolution with bias, ``tf.layers.conv2d`` semantics.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int
+        Square ``kernel_size × kernel_size`` kernel.
+    strides : int
+        Equal stride along height and width.
+    padding : {"same", "valid"}
+        TensorFlow's rule: ``same`` gives ``ceil(size / strides)`` outputs and puts the odd
+        padding pixel at the bottom/right (see :mod:`minireptile.kernels.conv`).
+
+    Shapes: ``weight (kernel_size, kernel_size, in_channels, out_channels)`` (TensorFlow's
+    layout), ``bias (out_channels,)``, ``x (batch, height, width, in_channels)``,
+    ``y (batch, out_height, out_width, out_channels)``.
+
+    Initialisation: Glorot-uniform weight (fans multiplied by the receptive field), zero bias,
+    as TensorFlow's defaults.
+
+    Forward ``y = conv(x, weight) + bias``; backward returns ``dx`` and writes
+    ``dweight = Σ patches ⊗ dy``, ``dbias = Σ dy`` (details in the kernel module).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, strides=1, padding="valid"):
+        for name, value in (
+            ("in_channels", in_channels),
+            ("out_channels", out_channels),
+            ("kernel_size", kernel_size),
+            ("strides", strides),
+        ):
+            _positive_int("Conv2d", name, value)
+        if padding not in PADDINGS:
+            raise InputError(f"Conv2d padding must be one of {PADDINGS}, got {padding!r}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.strides = strides
+        self.padding = padding
+
+    def param_shapes(self):
+        k = self.kernel_size
+        return [
+            ("weight", (k, k, self.in_channels, self.out_channels)),
+            ("bias", (self.out_channels,)),
+        ]
+
+    def init_params(self, params, rng):
+        params["weight"][...] = glorot_uniform(rng, params["weight"].shape)
+        params["bias"][...] = 0
+
+    def output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        if len(shape) != 3 or shape[2] != self.in_channels:
+            raise InputError(
+                f"Conv2d expects per-example input shape (height, width, {self.in_channels}), "
+                f"got {shape}"
+            )
+        try:
+            out_h = output_size_and_padding(shape[0], self.kernel_size, self.strides, self.padding)
+            out_w = output_size_and_padding(shape[1], self.kernel_size, self.strides, self.padding)
+        except InputError as err:
+            raise InputError(f"Conv2d on input shape {shape}: {err}") from None
+        return (out_h[0], out_w[0], self.out_channels)
+
+    def forward(self, params, x):
+        return conv2d_forward(x, params["weight"], params["bias"], self.strides, self.padding)
+
+    def backward(self, params, cache, dy, grads, need_dx=True):
+        _, _, dx = conv2d_backward(
+            params["weight"], cache, dy, need_dx, dw=grads["weight"], db=grads["bias"]
+        )
+        return dx
+
+    def __repr__(self):
+        return (
+            f"Conv2d({self.in_channels}, {self.out_channels}, {self.kernel_size}, "
+            f"strides={self.strides}, padding={self.padding!r})"
+        )
