@@ -183,10 +183,18 @@ def test_zip_and_extracted_folder_give_identical_arrays(tmp_path, small1):
     with zipfile.ZipFile(SMALL1) as archive:
         archive.extractall(tmp_path)
     folder = read_omniglot_source(tmp_path / "images_background_small1", progress=False)
-    parent = read_omniglot_source(tmp_path, progress=False)  # holds the one top folder
-    for pool in (folder, parent):
-        for key, value in small1.to_arrays().items():
-            np.testing.assert_array_equal(pool.to_arrays()[key], value, err_msg=key)
+    for key, value in small1.to_arrays().items():
+        np.testing.assert_array_equal(folder.to_arrays()[key], value, err_msg=key)
+
+
+def test_folder_holding_the_one_top_folder_is_accepted(tmp_path):
+    char = tmp_path / "images_background" / "Greek" / "character02"
+    char.mkdir(parents=True)
+    Image.fromarray(np.ones((105, 105), bool)).save(char / "0395_01.png")
+    for root in (tmp_path, tmp_path / "images_background"):
+        pool = read_omniglot_source(root, progress=False)
+        assert pool.names.tolist() == ["Greek/character02"]
+        assert pool.files.tolist() == ["0395_01.png"]
 
 
 @needs_data
@@ -268,3 +276,21 @@ def test_non_1bit_png_is_thresholded(tmp_path):
     pool = read_omniglot_source(tmp_path / "data", progress=False)
     assert pool.images.shape == (1, 28, 28)
     assert set(np.unique(pool.images).tolist()) == {0, 1}
+
+
+# --- command line ------------------------------------------------------------------------
+
+@needs_data
+def test_data_info_command(tmp_path, cache, union, capsys):
+    from minireptile.cli import main
+
+    argv = ["data", "info", "--data", str(SMALL1), "--data", str(SMALL2), "--num-train", "200",
+            "--cache-dir", str(cache), "--no-progress"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "8 alphabets, 242 characters, 4840 images of (28, 28)" in out
+    assert "800 training classes" in out and "42 test characters" in out
+    assert main(argv[:6] + ["--cache-dir", str(cache)]) == 2  # 1200 of 242
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("minireptile: error: cannot keep 1200") and "\n" not in err
+    assert main(["data", "info", "--data", str(tmp_path / "nope")]) == 2

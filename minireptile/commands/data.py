@@ -1,9 +1,18 @@
-"""``minireptile data omniglot``: download, verify and extract the Omniglot release."""
+"""``minireptile data``: download Omniglot (``omniglot``), inspect and cache it (``info``).
+
+:func:`add_omniglot_arguments` and :func:`omniglot_from_args` are shared with the commands
+that train on Omniglot, so every one of them reads ``--data`` the same way.
+"""
 
 import argparse
+import time
+
+import numpy as np
 
 from ..data import download
+from ..data.omniglot import NUM_TRAIN_CHARACTERS, alphabets, load_omniglot, omniglot_splits
 from ..errors import InputError
+from .args import non_negative_int
 
 
 def _release_name(text):
@@ -13,12 +22,40 @@ def _release_name(text):
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def add_omniglot_arguments(parser):
+    """``--data`` (repeatable), ``--num-train``, ``--train-alphabet``, ``--cache-dir``,
+    ``--no-cache``."""
+    parser.add_argument("--data", action="append", required=True, metavar="PATH",
+                        help="Omniglot zip or folder, e.g. images_background.zip (repeatable; "
+                             "sources are merged before splitting, shared characters kept once)")
+    parser.add_argument("--num-train", type=non_negative_int, default=NUM_TRAIN_CHARACTERS,
+                        help="characters drawn at random for training, the rest test "
+                             "(default %(default)s as the reference; the small sets have "
+                             "136 and 156)")
+    parser.add_argument("--train-alphabet", action="append", metavar="NAME",
+                        help="split by alphabet instead: this alphabet trains (repeatable), "
+                             "all others test")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="decoded-image cache (default $MINIREPTILE_CACHE or "
+                             "~/.cache/minireptile)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="decode the images every time and write no cache")
+
+
+def omniglot_from_args(args, rng, augment=True, progress=True):
+    """``(train, test)`` ClassSets from the options of :func:`add_omniglot_arguments`."""
+    return omniglot_splits(args.data, rng, num_train=args.num_train,
+                           train_alphabets=args.train_alphabet, augment=augment,
+                           cache_dir=args.cache_dir, use_cache=not args.no_cache,
+                           progress=progress)
+
+
 def register(subparsers):
-    p = subparsers.add_parser("data", help="download data sets",
-                              description="Download, verify and extract data sets.")
-    sub = p.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    p = subparsers.add_parser("data", help="download and inspect data sets",
+                              description="Download, verify, extract and inspect data sets.")
+    sub = p.add_subparsers(dest="dataset", required=True, metavar="ACTION")
     o = sub.add_parser(
-        "omniglot", help="the Omniglot zips from the official repository",
+        "omniglot", help="download the Omniglot zips from the official repository",
         description="Download the official Omniglot zips, check their size and SHA-256, and "
         "extract them into DEST. Interrupted downloads resume from DEST/<name>.zip.part; "
         "verified files are not fetched again.")
@@ -33,10 +70,34 @@ def register(subparsers):
     o.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     o.set_defaults(run=run_omniglot)
 
+    i = sub.add_parser(
+        "info", help="decode (and cache) Omniglot sources, print counts and the split",
+        description="Load Omniglot sources as training would, fill the decoded-image cache "
+        "and print what was found.")
+    add_omniglot_arguments(i)
+    i.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the character split (default %(default)s)")
+    i.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    i.set_defaults(run=run_info)
+
 
 def run_omniglot(args):
     paths = download.download_omniglot(args.dest, names=args.only, base_url=args.base_url,
                                        do_extract=not args.no_extract,
                                        progress=not args.no_progress)
     print("ready; train with " + " ".join(f"--data {p}" for p in paths))
+    return 0
+
+
+def run_info(args):
+    start = time.perf_counter()
+    classes = load_omniglot(args.data, cache_dir=args.cache_dir, use_cache=not args.no_cache,
+                            progress=not args.no_progress)
+    seconds = time.perf_counter() - start
+    print(f"{len(alphabets(classes))} alphabets, {len(classes)} characters, "
+          f"{len(classes.pool.images)} images of {classes.pool.images.shape[1:]} "
+          f"(loaded in {seconds:.2f} s)")
+    train, test = omniglot_from_args(args, np.random.default_rng(args.seed), progress=False)
+    print(f"split: {len(train)} training classes (characters × 4 rotations), "
+          f"{len(test)} test characters")
     return 0

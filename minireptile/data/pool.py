@@ -238,7 +238,7 @@ def split_classes(classes, num_train, rng):
         raise InputError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     if not 0 <= num_train <= len(classes):
         raise InputError(f"cannot keep {num_train} training classes out of {len(classes)}; "
-                         f"choose a number from 0 to {len(classes)} (the full Omniglot set "
-                         "has 1623 characters, the reference keeps 1200)")
+                         f"choose a number from 0 to {len(classes)} (--num-train; the full "
+                         "Omniglot set has 1623 characters, the reference keeps 1200)")
     order = rng.permutation(len(classes))
     return classes.subset(order[:num_train]), classes.subset(order[num_train:])
