@@ -107,8 +107,11 @@ def _list_zip(path):
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as err:
         raise InputError(f"{path!r} is not a readable zip file ({err}); {FETCH_HINT}") from None
-    names = [n for n in archive.namelist() if not n.endswith("/")]
-    return archive, _group(names, path)
+    try:
+        return archive, _group([n for n in archive.namelist() if not n.endswith("/")], path)
+    except InputError:
+        archive.close()
+        raise
 
 
 def _list_folder(path):
@@ -147,8 +150,12 @@ def read_omniglot_source(path, size=IMAGE_SIZE, progress=True):
         archive = None
 
         def read(rel):
-            with open(os.path.join(path, rel), "rb") as f:
-                return f.read()
+            try:
+                with open(os.path.join(path, rel), "rb") as f:
+                    return f.read()
+            except OSError as err:
+                raise InputError(f"image {os.path.join(path, rel)!r} cannot be read "
+                                 f"({err.strerror or err})") from None
     elif os.path.isfile(path):
         archive, classes = _list_zip(path)
 
@@ -170,8 +177,9 @@ def read_omniglot_source(path, size=IMAGE_SIZE, progress=True):
             for name, rels in classes.items():
                 batch = np.empty((len(rels), size, size), np.uint8)
                 for j, rel in enumerate(rels):
-                    batch[j] = decode_image(read(rel), f"{path}/{rel}" if archive else
-                                            os.path.join(path, rel), size)
+                    where = (os.path.join(path, rel) if archive is None
+                             else f"{path}/{rel}")
+                    batch[j] = decode_image(read(rel), where, size)
                     bar.update()
                 images.append(batch)
                 files.append([rel.rsplit("/", 1)[-1] for rel in rels])
