@@ -8,6 +8,7 @@ default ``nn.Linear`` init, which minireptile's ``init="torch"`` reproduces in d
 import numpy as np
 
 from minireptile import sine
+from minireptile.stats import mean_and_interval
 
 
 def import_torch():
@@ -84,4 +85,4 @@ def evaluate(torch, model, tasks, lr, steps=sine.EVAL_STEPS):
                 with torch.no_grad():
                     for param in clone.parameters():
                         param -= lr * param.grad
-    return {s: sine.summarise(v) for s, v in per_step.items()}
+    return {s: mean_and_interval(v) for s, v in per_step.items()}

@@ -10,12 +10,12 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import stats
 
 from .errors import InputError
 from .model import mlp
 from .optim import SGD
 from .reptile import linear_schedule, make_outer, reptile_step
+from .stats import mean_and_interval
 
 X_ALL = np.linspace(-5, 5, 50)[:, None]
 EVAL_STEPS = (0, 1, 8, 32)
@@ -182,16 +182,6 @@ def plot_task(seed):
     return task, idx
 
 
-def summarise(values, confidence=0.95):
-    """Mean and the half-width of its ``confidence`` interval (Student's t)."""
-    values = np.asarray(values, dtype=np.float64)
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, float("nan")
-    sem = values.std(ddof=1) / math.sqrt(len(values))
-    return mean, float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * sem)
-
-
 def evaluate(model, phi, tasks, lr, steps=EVAL_STEPS):
     """Mean squared error over the 50 points after each of ``steps`` fine-tuning steps.
 
@@ -201,7 +191,7 @@ def evaluate(model, phi, tasks, lr, steps=EVAL_STEPS):
     for task, idx in tasks:
         for step, (mse, _) in finetune_curve(model, phi, task, idx, lr, steps).items():
             per_step[step].append(mse)
-    return {s: summarise(v) for s, v in per_step.items()}
+    return {s: mean_and_interval(v) for s, v in per_step.items()}
 
 
 def config_dict(config):

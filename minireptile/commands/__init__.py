@@ -1,5 +1,18 @@
 """Sub-commands of the command line; each module exposes ``register(subparsers)``."""
 
-from . import data, sine
+from . import data, fewshot, sine
 
-COMMANDS = [sine.register, data.register]
+
+def register_train(subparsers):
+    p = subparsers.add_parser("train", help="meta-train a few-shot classifier",
+                              description="Meta-train a few-shot classifier.")
+    fewshot.register_train(p.add_subparsers(dest="dataset", required=True, metavar="DATASET"))
+
+
+def register_eval(subparsers):
+    p = subparsers.add_parser("eval", help="evaluate a trained few-shot classifier",
+                              description="Evaluate a trained few-shot classifier.")
+    fewshot.register_eval(p.add_subparsers(dest="dataset", required=True, metavar="DATASET"))
+
+
+COMMANDS = [sine.register, register_train, register_eval, data.register]

@@ -1,0 +1,210 @@
+"""Few-shot classification meta-learning: Reptile and first-order MAML with an inner optimiser.
+
+The semantics follow the reference implementation (openai/supervised-reptile, ``reptile.py``):
+
+* **Inner loop.** ``inner_iters`` mini-batches of a task (:func:`minireptile.tasks.mini_batches`),
+  each preceded by weight decay ``w ← rate·w`` (a no-op for rate 1) and followed by one step of
+  Adam (β1 = 0 by default) or SGD. The step follows the gradient of the *summed* cross-entropy
+  over the mini-batch: the reference minimises TensorFlow's per-example loss vector, whose
+  gradient TensorFlow takes of the sum. (Adam barely notices the scale; SGD's step is
+  ``batch`` times that of the mean.)
+* **Adam state.** Only the network's parameters are reset between tasks: the inner optimiser's
+  moments and step count carry over from task to task and from one meta-iteration to the next,
+  as TensorFlow's slot variables do in the reference. Evaluation saves the whole state, optimiser
+  included, and restores it afterwards, so evaluating never changes training.
+* **Reptile.** ``Φ ← Φ + ε (W̄ − Φ)`` over a meta-batch of tasks (or the outer optimiser of
+  :mod:`minireptile.reptile` applied to ``Φ − W̄``).
+* **First-order MAML.** The update is the mean over tasks of the *last* inner step,
+  ``Φ ← Φ + ε·mean(W_k − W_{k−1})``; with ``tail_shots`` the last step runs on a held-out
+  "tail" of ``tail_shots`` examples per class and the earlier ``k − 1`` steps on the rest.
+* **Evaluation.** Draw ``shots + 1`` examples per class, hold one per class out as the query,
+  fine-tune on the support set for ``eval_iters`` mini-batches of ``eval_batch``, then predict.
+  *Transductive*: all queries in one forward pass (batch norm sees the query batch).
+  *Non-transductive*: one pass per query over the support set plus that query, keeping the
+  last prediction (batch norm sees support statistics only).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+from .optim import SGD, Adam
+from .reptile import OuterSGD
+from .stats import mean_and_interval
+from .tasks import mini_batches, sample_eval_task, sample_task, split_support_query
+
+
+@dataclass
+class InnerConfig:
+    """How a task is learned: optimiser, mini-batches and weight decay."""
+
+    learning_rate: float = 1e-3
+    sgd: bool = False
+    beta1: float = 0.0
+    batch: int = 5
+    iters: int = 20
+    replacement: bool = False
+    weight_decay: float = 1.0
+
+
+def make_inner_optimizer(config):
+    """Adam(β1 = ``config.beta1``) as the reference's default, or SGD with ``--sgd``."""
+    if config.sgd:
+        return SGD(config.learning_rate)
+    return Adam(config.learning_rate, beta1=config.beta1)
+
+
+class FewShotLearner:
+    """Meta-learning state and steps for a classification model.
+
+    Parameters
+    ----------
+    model : Model
+        Any model with loss ``cross_entropy`` over images.
+    phi : ndarray, shape (model.size,)
+        Meta-parameters, updated in place by :meth:`train_step`.
+    inner : InnerConfig
+    outer : OuterSGD or OuterAdam, optional
+    algorithm : {"reptile", "foml"}
+    tail_shots : int, optional
+        First-order MAML only: examples per class held out for the final inner step.
+    """
+
+    def __init__(self, model, phi, inner, outer=None, algorithm="reptile", tail_shots=None):
+        if algorithm not in ("reptile", "foml"):
+            raise InputError(f"algorithm must be 'reptile' or 'foml', got {algorithm!r}")
+        if tail_shots is not None and (algorithm != "foml" or tail_shots < 1):
+            raise InputError(f"tail shots ({tail_shots!r}) need first-order MAML and a value >= 1")
+        self.model = model
+        self.phi = phi
+        self.inner = inner
+        self.outer = outer or OuterSGD()
+        self.algorithm = algorithm
+        self.tail_shots = tail_shots
+        self.optimizer = make_inner_optimizer(inner)
+        self._grad = np.empty_like(phi)
+
+    # -- the inner loop ------------------------------------------------------------------
+    def _step(self, w, batch):
+        if self.inner.weight_decay != 1:
+            w *= w.dtype.type(self.inner.weight_decay)
+        loss, grad = self.model.loss_and_grad(w, batch.images, batch.labels, out=self._grad)
+        grad *= grad.dtype.type(len(batch.labels))  # mean → sum, as the reference
+        self.optimizer.step(w, grad)
+        return loss
+
+    def _train_batches(self, task, rng, iters, batch_size):
+        """The mini-batches of one task's inner loop (with the FOMAML tail as the last)."""
+        if self.algorithm == "foml" and self.tail_shots is not None:
+            split = split_support_query(task, self.tail_shots)
+            yield from mini_batches(split.support, batch_size, iters - 1, self.inner.replacement,
+                                    rng)
+            yield split.query
+            return
+        yield from mini_batches(task, batch_size, iters, self.inner.replacement, rng)
+
+    def adapt(self, w, task, rng, iters=None, batch_size=None):
+        """Run the inner loop on ``task`` from ``w`` (in place).
+
+        Returns
+        -------
+        last_step : ndarray, shape (size,)
+            ``W_k − W_{k−1}``, the final step's change (what first-order MAML uses).
+        losses : list of float
+        """
+        iters = self.inner.iters if iters is None else iters
+        batch_size = self.inner.batch if batch_size is None else batch_size
+        losses = []
+        before_last = w
+        for batch in self._train_batches(task, rng, iters, batch_size):
+            before_last = w.copy()
+            losses.append(self._step(w, batch))
+        return w - before_last, losses
+
+    # -- one meta-iteration -------------------------------------------------------------
+    def train_step(self, classes, num_classes, num_shots, meta_batch, step_size, rng):
+        """Sample ``meta_batch`` tasks, adapt to each from Φ, and update Φ in place.
+
+        Returns the mean inner-loop loss.
+        """
+        updates = []
+        losses = []
+        for _ in range(meta_batch):
+            task = sample_task(classes, num_classes, num_shots, rng)
+            w = self.phi.copy()
+            last_step, task_losses = self.adapt(w, task, rng)
+            updates.append(last_step if self.algorithm == "foml" else w - self.phi)
+            losses.extend(task_losses)
+        mean_update = updates[0] if len(updates) == 1 else np.mean(updates, axis=0,
+                                                                    dtype=self.phi.dtype)
+        # Both algorithms move Φ along an update direction; the outer optimiser sees its
+        # negative as a gradient (for Reptile, Φ − W̄).
+        self.outer.update(self.phi, -mean_update, step_size)
+        return float(np.mean(losses))
+
+    # -- evaluation ---------------------------------------------------------------------
+    def evaluate(self, classes, num_classes, num_shots, eval_batch, eval_iters, rng,
+                 transductive=False):
+        """Number of correctly classified queries (0..num_classes) on one new task.
+
+        The optimiser state and Φ are left exactly as they were.
+        """
+        task = sample_eval_task(classes, num_classes, num_shots, rng)
+        saved = self.optimizer.state_dict()
+        try:
+            w = self.phi.copy()
+            for batch in mini_batches(task.support, eval_batch, eval_iters,
+                                      self.inner.replacement, rng):
+                self._step(w, batch)
+            predictions = self.predict_queries(w, task.support.images, task.query.images,
+                                               transductive)
+        finally:
+            self.optimizer.load_state_dict(saved)
+        return int(np.sum(predictions == task.query.labels))
+
+    def predict_queries(self, w, support_images, query_images, transductive):
+        """Predicted labels of the queries after fine-tuning, shape (n_query,)."""
+        if transductive:
+            return np.argmax(self.model.predict(w, query_images), axis=1)
+        out = np.empty(len(query_images), dtype=np.int64)
+        for i, query in enumerate(query_images):
+            batch = np.concatenate([support_images, query[None]])
+            out[i] = np.argmax(self.model.predict(w, batch)[-1])
+        return out
+
+    # -- state for checkpoints ----------------------------------------------------------
+    def state_dict(self):
+        """Arrays and numbers that, with Φ, resume training exactly."""
+        state = {f"inner.{k}": v for k, v in self.optimizer.state_dict().items()}
+        state.update({f"outer.{k}": v for k, v in self.outer.state_dict().items()})
+        return state
+
+    def load_state_dict(self, state):
+        self.optimizer.load_state_dict(_strip(state, "inner."))
+        self.outer.load_state_dict(_strip(state, "outer."))
+
+def evaluate_accuracy(learner, classes, num_classes, num_shots, eval_batch, eval_iters,
+                      num_samples, rng, transductive=False, progress=False):
+    """Mean accuracy over ``num_samples`` new tasks, with the 95% interval's half-width.
+
+    Returns
+    -------
+    (mean, half_width, per_task) where per_task is an array of accuracies in [0, 1].
+    """
+    samples = range(num_samples)
+    if progress:
+        from tqdm import tqdm
+
+        samples = tqdm(samples, desc="evaluating", unit="task", mininterval=0.5)
+    per_task = np.array([
+        learner.evaluate(classes, num_classes, num_shots, eval_batch, eval_iters, rng,
+                         transductive) / num_classes
+        for _ in samples
+    ])
+    mean, half = mean_and_interval(per_task)
+    return mean, half, per_task
+
+
+def _strip(state, prefix):
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

@@ -1,0 +1,272 @@
+"""The meta-training run: iterations, periodic evaluation, metrics and exact resume.
+
+A run lives in one folder (the reference's ``--checkpoint``)::
+
+    <dir>/checkpoint.npz    Φ, optimiser states, both random generators, the next iteration
+                            and the configuration; rewritten atomically every
+                            ``checkpoint_interval`` iterations and at the end
+    <dir>/metrics.jsonl     one JSON object per evaluation (iteration, accuracies, loss, time)
+
+Killing the process at any moment loses at most the iterations since the last checkpoint;
+``resume=True`` reloads it, truncates the metrics to the iterations it covers and continues,
+and the final parameters are bit-identical to those of an uninterrupted run.
+"""
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from .checkpoint import load_npz, save_npz_atomic
+from .errors import InputError
+from .fewshot import FewShotLearner, InnerConfig
+from .reptile import linear_schedule, make_outer
+
+CHECKPOINT_FILE = "checkpoint.npz"
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    """The reference's training flags (``supervised_reptile/args.py``) and their defaults."""
+
+    classes: int = 5
+    shots: int = 5
+    train_shots: int = 0
+    inner_batch: int = 5
+    inner_iters: int = 20
+    replacement: bool = False
+    learning_rate: float = 1e-3
+    meta_step: float = 0.1
+    meta_step_final: float = 0.1
+    meta_batch: int = 1
+    meta_iters: int = 400000
+    eval_batch: int = 5
+    eval_iters: int = 50
+    eval_interval: int = 10
+    weight_decay: float = 1.0
+    transductive: bool = False
+    foml: bool = False
+    foml_tail: int = 0
+    sgd: bool = False
+    seed: int = 0
+    outer: str = "sgd"
+    checkpoint_interval: int = 100
+
+    def validate(self, train_classes=None, test_classes=None):
+        """Raise :class:`InputError` for the first impossible setting."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("int", int) and (not isinstance(value, (int, np.integer))
+                                          or isinstance(value, bool)):
+                raise InputError(f"{_flag(f.name)} must be an integer, got {value!r}")
+        for name in ("classes", "shots", "inner_batch", "inner_iters", "meta_batch", "meta_iters",
+                     "eval_batch", "eval_iters", "eval_interval", "checkpoint_interval"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{_flag(name)} must be >= 1, got {getattr(self, name)}")
+        for name in ("train_shots", "foml_tail", "seed"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise InputError(f"--learning-rate must be positive, got {self.learning_rate}")
+        if not self.meta_step > 0 or not self.meta_step_final >= 0:
+            raise InputError(f"--meta-step must be > 0 and --meta-step-final >= 0, got "
+                             f"{self.meta_step} and {self.meta_step_final}")
+        if not 0 < self.weight_decay <= 1:
+            raise InputError(f"--weight-decay is a rate in (0, 1] (1 = none), got "
+                             f"{self.weight_decay}")
+        if self.foml_tail and not self.foml:
+            raise InputError("--foml-tail needs --foml")
+        make_outer(self.outer)
+        for split, classes in (("training", train_classes), ("test", test_classes)):
+            if classes is not None and self.classes > len(classes):
+                raise InputError(f"--classes {self.classes} is more than the {len(classes)} "
+                                 f"classes of the {split} split; use at most {len(classes)}")
+        return self
+
+    @property
+    def effective_train_shots(self):
+        """``--train-shots`` when given (non-zero), else ``--shots``, as the reference."""
+        return self.train_shots or self.shots
+
+    def inner(self):
+        return InnerConfig(learning_rate=self.learning_rate, sgd=self.sgd, batch=self.inner_batch,
+                           iters=self.inner_iters, replacement=self.replacement,
+                           weight_decay=self.weight_decay)
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def make_learner(model, phi, config):
+    """A :class:`FewShotLearner` configured by ``config``."""
+    return FewShotLearner(
+        model, phi, config.inner(), outer=make_outer(config.outer),
+        algorithm="foml" if config.foml else "reptile",
+        tail_shots=config.foml_tail or None,
+    )
+
+
+def generators(seed):
+    """Independent generators for training, evaluation and the data split, from ``seed``."""
+    return tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+
+
+class Run:
+    """A training run in ``directory`` (created if needed)."""
+
+    def __init__(self, directory):
+        self.directory = os.fspath(directory)
+        self.checkpoint_path = os.path.join(self.directory, CHECKPOINT_FILE)
+        self.metrics_path = os.path.join(self.directory, METRICS_FILE)
+
+    def exists(self):
+        return os.path.exists(self.checkpoint_path)
+
+    def save(self, model, learner, rngs, next_iteration, config, extra=None):
+        arrays = {"phi": learner.phi}
+        arrays.update({f"state.{k}": np.asarray(v) for k, v in learner.state_dict().items()})
+        metadata = {
+            "kind": "minireptile-train",
+            "model": model.name,
+            "model_size": model.size,
+            "dtype": str(model.dtype),
+            "next_iteration": next_iteration,
+            "config": config.to_dict(),
+            "rng": [rng.bit_generator.state for rng in rngs],
+            "extra": extra or {},
+        }
+        save_npz_atomic(self.checkpoint_path, arrays, metadata)
+
+    def load(self, model):
+        """``(phi, learner_state, rng_states, next_iteration, config, metadata)``."""
+        arrays, meta = load_checkpoint(self.checkpoint_path, model)
+        state = {k[len("state."):]: v for k, v in arrays.items() if k.startswith("state.")}
+        return (arrays["phi"], state, meta["rng"], meta["next_iteration"],
+                TrainConfig.from_dict(meta["config"]), meta)
+
+    def truncate_metrics(self, before_iteration):
+        """Keep only the metric lines of iterations ``< before_iteration`` (atomically)."""
+        if not os.path.exists(self.metrics_path):
+            return
+        with open(self.metrics_path, encoding="utf-8") as f:
+            keep = []
+            for line in f:
+                try:
+                    if json.loads(line)["iteration"] < before_iteration:
+                        keep.append(line)
+                except (ValueError, KeyError):
+                    break  # a line cut short by a crash: nothing after it is trusted
+        tmp = self.metrics_path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(keep)
+        os.replace(tmp, self.metrics_path)
+
+    def log_metrics(self, record):
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def load_checkpoint(path, model):
+    """Read a training checkpoint and check that it belongs to ``model``."""
+    arrays, meta = load_npz(path)
+    if meta.get("kind") != "minireptile-train" or "phi" not in arrays:
+        raise InputError(f"{path!r} is not a minireptile training checkpoint")
+    if meta["model"] != model.name or meta["model_size"] != model.size:
+        raise InputError(
+            f"checkpoint {path!r} holds a {meta['model']} with {meta['model_size']} parameters, "
+            f"but this run builds a {model.name} with {model.size}; check --classes and the "
+            f"data set, or use another --checkpoint"
+        )
+    arrays["phi"] = arrays["phi"].astype(model.dtype, copy=False)
+    return arrays, meta
+
+
+def train(model, train_classes, test_classes, config, directory, resume=False, progress=True,
+          log=print):
+    """Meta-train ``model`` on ``train_classes``; evaluate on both splits every
+    ``eval_interval`` iterations (as the reference: one task each, accuracy = correct / N).
+
+    Returns the :class:`FewShotLearner` (its ``phi`` holds the trained parameters).
+    """
+    config.validate(train_classes, test_classes)
+    run = Run(directory)
+    os.makedirs(run.directory, exist_ok=True)
+    train_rng, eval_rng, _ = generators(config.seed)
+    if resume:
+        if not run.exists():
+            raise InputError(f"nothing to resume: {run.checkpoint_path!r} does not exist; "
+                             "drop --resume to start a new run")
+        phi, state, rng_states, start, saved_config, _ = run.load(model)
+        if saved_config != config:
+            changed = [f"{_flag(k)} {v!r} (checkpoint: {getattr(saved_config, k)!r})"
+                       for k, v in config.to_dict().items() if getattr(saved_config, k) != v]
+            raise InputError("--resume needs the run's original settings; changed: "
+                             + ", ".join(changed))
+        learner = make_learner(model, phi.copy(), config)
+        learner.load_state_dict(state)
+        train_rng.bit_generator.state = rng_states[0]
+        eval_rng.bit_generator.state = rng_states[1]
+        run.truncate_metrics(start)
+        log(f"resuming {run.directory} at iteration {start} of {config.meta_iters}")
+    else:
+        if run.exists():
+            raise InputError(f"{run.checkpoint_path!r} already holds a run; pass --resume to "
+                             "continue it, or choose another --checkpoint folder")
+        if os.path.exists(run.metrics_path):
+            os.remove(run.metrics_path)  # left by a run that never reached its first checkpoint
+        learner = make_learner(model, model.init_params(train_rng), config)
+        start = 0
+    rngs = (train_rng, eval_rng)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.meta_iters, initial=start, desc="meta-training", unit="it",
+                   mininterval=0.5)
+    started = time.perf_counter()
+    recent_loss = []
+    for iteration in range(start, config.meta_iters):
+        step = linear_schedule(config.meta_step, config.meta_step_final, iteration,
+                               config.meta_iters)
+        recent_loss.append(learner.train_step(train_classes, config.classes,
+                                              config.effective_train_shots, config.meta_batch,
+                                              step, train_rng))
+        if iteration % config.eval_interval == 0:
+            accuracies = [
+                learner.evaluate(classes, config.classes, config.shots, config.eval_batch,
+                                 config.eval_iters, eval_rng, config.transductive)
+                / config.classes
+                for classes in (train_classes, test_classes)
+            ]
+            record = {"iteration": iteration, "train_accuracy": accuracies[0],
+                      "test_accuracy": accuracies[1],
+                      "inner_loss": float(np.mean(recent_loss)), "meta_step": step,
+                      "seconds": round(time.perf_counter() - started, 3)}
+            recent_loss = []
+            run.log_metrics(record)
+            if bar is not None:
+                bar.set_postfix(train=f"{accuracies[0]:.2f}", test=f"{accuracies[1]:.2f}",
+                                loss=f"{record['inner_loss']:.3f}", refresh=False)
+        done = iteration + 1
+        if done % config.checkpoint_interval == 0 or done == config.meta_iters:
+            run.save(model, learner, rngs, done, config)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    if start >= config.meta_iters:
+        log(f"{run.directory} has already finished its {config.meta_iters} iterations")
+    return learner
