@@ -2,7 +2,7 @@
 
 Each sub-command lives in :mod:`minireptile.commands` and registers its own parser. Bad input
 raises :class:`~minireptile.errors.InputError`, which is printed here as one line with exit
-status 2 (argparse's own errors use the same status).
+status 2; argparse's own errors are printed the same way, one line and status 2.
 """
 
 import argparse
@@ -12,8 +12,17 @@ from .commands import COMMANDS
 from .errors import InputError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, like :class:`InputError`'s (no usage block).
+
+    Sub-command parsers inherit the class, so every command line error reads the same."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="minireptile",
         description="Reptile meta-learning from scratch in NumPy.",
     )
