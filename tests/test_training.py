@@ -1,0 +1,271 @@
+"""Few-shot training: the learner's semantics, checkpoints, exact resume after a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from minireptile import mlp
+from minireptile.checkpoint import load_npz
+from minireptile.data import ClassSet, ImagePool
+from minireptile.errors import InputError
+from minireptile.fewshot import FewShotLearner, InnerConfig
+from minireptile.optim import SGD
+from minireptile.tasks import Task
+from minireptile.training import TrainConfig, Run, train
+
+
+def write_synthetic_omniglot(root, alphabets=2, characters=6, drawings=4, seed=0):
+    """A tiny data set in the official layout: 28×28 1-bit PNGs of random strokes."""
+    rng = np.random.default_rng(seed)
+    for a in range(alphabets):
+        for c in range(characters):
+            folder = root / f"Alphabet{a}" / f"character{c + 1:02d}"
+            folder.mkdir(parents=True)
+            prototype = rng.random((28, 28)) > 0.8
+            for d in range(drawings):
+                noisy = prototype ^ (rng.random((28, 28)) > 0.95)
+                Image.fromarray(~noisy).convert("1").save(folder / f"{c:04d}_{d:02d}.png")
+    return root
+
+
+def vector_classes(num_classes=8, per_class=6, dim=4, seed=0):
+    """A ClassSet of 1×dim "images" (uint8), separable by class, for MLP learners."""
+    rng = np.random.default_rng(seed)
+    centres = rng.integers(0, 256, size=(num_classes, dim))
+    images = [np.clip(c + rng.integers(-20, 21, size=(per_class, dim)), 0, 255)
+              .astype(np.uint8)[:, None, :] for c in centres]
+    files = [[f"c{i}/{j}.png" for j in range(per_class)] for i in range(num_classes)]
+    pool = ImagePool.from_classes([f"A/character{i:02d}" for i in range(num_classes)], images,
+                                  files, scale=1 / 255, image_shape=(1, dim))
+    return ClassSet(pool)
+
+
+def tiny_model(num_classes=3, dtype=np.float64):
+    from minireptile.model import Model
+    from minireptile.nn import Flatten, Linear, ReLU, Sequential
+
+    net = Sequential(Flatten(), Linear(4, 6), ReLU(), Linear(6, num_classes))
+    return Model(net, "cross_entropy", (1, 4), dtype=dtype, name="tiny")
+
+
+# -- learner semantics ----------------------------------------------------------------------
+
+def test_inner_adam_state_carries_over_between_tasks_and_evaluation_restores_it():
+    model = tiny_model()
+    classes = vector_classes()
+    phi = model.init_params(np.random.default_rng(0))
+    learner = FewShotLearner(model, phi, InnerConfig(batch=3, iters=4))
+    rng = np.random.default_rng(1)
+    learner.train_step(classes, 3, 2, meta_batch=2, step_size=0.5, rng=rng)
+    # One Adam object for every task of the meta-batch: its step count kept running.
+    assert learner.optimizer.t == 2 * 4
+    state = learner.optimizer.state_dict()
+    phi_before = learner.phi.copy()
+    learner.evaluate(classes, 3, 2, eval_batch=3, eval_iters=5, rng=rng)
+    after = learner.optimizer.state_dict()
+    assert after["t"] == state["t"]
+    np.testing.assert_array_equal(after["m"], state["m"])
+    np.testing.assert_array_equal(after["v"], state["v"])
+    np.testing.assert_array_equal(learner.phi, phi_before)
+
+
+def test_reptile_step_moves_phi_towards_the_mean_of_task_solutions():
+    model = tiny_model()
+    classes = vector_classes()
+    phi = model.init_params(np.random.default_rng(0))
+    config = InnerConfig(sgd=True, learning_rate=0.1, batch=3, iters=3)
+    learner = FewShotLearner(model, phi.copy(), config)
+    learner.train_step(classes, 3, 2, meta_batch=2, step_size=0.25, rng=np.random.default_rng(5))
+
+    # The same two tasks and inner loops by hand: summed-loss SGD from Φ.
+    from minireptile.tasks import mini_batches, sample_task
+
+    rng = np.random.default_rng(5)
+    solutions = []
+    for _ in range(2):
+        task = sample_task(classes, 3, 2, rng)
+        w = phi.copy()
+        for batch in mini_batches(task, 3, 3, False, rng):
+            _, g = model.loss_and_grad(w, batch.images, batch.labels)
+            w -= 0.1 * len(batch.labels) * g
+        solutions.append(w)
+    expected = phi + 0.25 * (np.mean(solutions, axis=0) - phi)
+    np.testing.assert_allclose(learner.phi, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_first_order_maml_uses_only_the_last_inner_step():
+    model = tiny_model()
+    classes = vector_classes()
+    phi = model.init_params(np.random.default_rng(0))
+    config = InnerConfig(sgd=True, learning_rate=0.1, batch=3, iters=3)
+    learner = FewShotLearner(model, phi.copy(), config, algorithm="foml")
+    learner.train_step(classes, 3, 2, meta_batch=1, step_size=0.5, rng=np.random.default_rng(7))
+
+    from minireptile.tasks import mini_batches, sample_task
+
+    rng = np.random.default_rng(7)
+    task = sample_task(classes, 3, 2, rng)
+    w = phi.copy()
+    for batch in mini_batches(task, 3, 3, False, rng):
+        before = w.copy()
+        _, g = model.loss_and_grad(w, batch.images, batch.labels)
+        w -= 0.1 * len(batch.labels) * g
+    np.testing.assert_allclose(learner.phi, phi + 0.5 * (w - before), rtol=1e-12, atol=1e-12)
+
+
+def test_foml_tail_runs_the_last_step_on_held_out_examples():
+    model = tiny_model()
+    classes = vector_classes()
+    learner = FewShotLearner(model, model.init_params(np.random.default_rng(0)),
+                             InnerConfig(batch=2, iters=3), algorithm="foml", tail_shots=1)
+    from minireptile.tasks import sample_task
+
+    task = sample_task(classes, 3, 3, np.random.default_rng(2))
+    batches = list(learner._train_batches(task, np.random.default_rng(3), 3, 2))
+    assert len(batches) == 3
+    tail = batches[-1]
+    assert sorted(tail.labels.tolist()) == [0, 1, 2]          # one example per class
+    support_rows = {r.tobytes() for b in batches[:-1] for r in b.images}
+    assert not any(r.tobytes() in support_rows for r in tail.images)
+
+
+def test_non_transductive_prediction_sees_one_query_at_a_time():
+    from minireptile.cnn import omniglot_cnn
+
+    model = omniglot_cnn(3, dtype=np.float64, image_size=8, filters=4)
+    phi = model.init_params(np.random.default_rng(0))
+    learner = FewShotLearner(model, phi, InnerConfig())
+    rng = np.random.default_rng(1)
+    support = rng.random((6, 8, 8))
+    queries = rng.random((3, 8, 8))
+    one_by_one = learner.predict_queries(phi, support, queries, transductive=False)
+    for i, q in enumerate(queries):
+        logits = model.predict(phi, np.concatenate([support, q[None]]))[-1]
+        assert one_by_one[i] == np.argmax(logits)
+    # Transductive: one batch of queries, whose batch-norm statistics differ.
+    together = model.predict(phi, queries)
+    np.testing.assert_array_equal(learner.predict_queries(phi, support, queries, True),
+                                  np.argmax(together, axis=1))
+
+
+def test_summed_loss_step_is_batch_times_the_mean_step():
+    model = tiny_model()
+    phi = model.init_params(np.random.default_rng(0))
+    learner = FewShotLearner(model, phi.copy(), InnerConfig(sgd=True, learning_rate=0.01))
+    x = np.random.default_rng(1).random((4, 1, 4))
+    y = np.array([0, 1, 2, 0])
+    w = phi.copy()
+    learner._step(w, Task(x, y))
+    _, g = model.loss_and_grad(phi, x, y)
+    np.testing.assert_allclose(w, phi - 0.01 * 4 * g, rtol=1e-12)
+
+
+# -- runs, checkpoints, resume --------------------------------------------------------------
+
+def small_config(**overrides):
+    values = dict(classes=3, shots=1, train_shots=2, inner_batch=3, inner_iters=2,
+                  meta_iters=6, meta_batch=2, eval_interval=2, eval_iters=2, eval_batch=3,
+                  checkpoint_interval=2, meta_step=0.5, meta_step_final=0.1)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_training_writes_checkpoint_and_metrics(tmp_path):
+    model = tiny_model()
+    classes = vector_classes()
+    learner = train(model, classes, classes, small_config(), tmp_path / "run", progress=False,
+                    log=lambda *_: None)
+    arrays, meta = load_npz(tmp_path / "run" / "checkpoint.npz")
+    np.testing.assert_array_equal(arrays["phi"], learner.phi)
+    assert meta["next_iteration"] == 6
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["iteration"] for line in lines] == [0, 2, 4]
+    assert {"train_accuracy", "test_accuracy", "inner_loss"} <= set(json.loads(lines[0]))
+
+
+def test_same_seed_same_parameters_and_resume_guards(tmp_path):
+    model = tiny_model()
+    classes = vector_classes()
+    quiet = dict(progress=False, log=lambda *_: None)
+    a = train(model, classes, classes, small_config(), tmp_path / "a", **quiet)
+    b = train(model, classes, classes, small_config(), tmp_path / "b", **quiet)
+    np.testing.assert_array_equal(a.phi, b.phi)
+    with pytest.raises(InputError, match="already holds a run"):
+        train(model, classes, classes, small_config(), tmp_path / "a", **quiet)
+    with pytest.raises(InputError, match="nothing to resume"):
+        train(model, classes, classes, small_config(), tmp_path / "c", resume=True, **quiet)
+    with pytest.raises(InputError, match="--inner-iters"):
+        train(model, classes, classes, small_config(inner_iters=3), tmp_path / "a",
+              resume=True, **quiet)
+    with pytest.raises(InputError, match="parameters"):
+        train(tiny_model(num_classes=4), classes, classes, small_config(classes=4),
+              tmp_path / "a", resume=True, **quiet)
+
+
+def test_truncated_checkpoint_is_reported(tmp_path):
+    model = tiny_model()
+    classes = vector_classes()
+    train(model, classes, classes, small_config(), tmp_path / "run", progress=False,
+          log=lambda *_: None)
+    path = tmp_path / "run" / "checkpoint.npz"
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(InputError, match="truncated"):
+        Run(tmp_path / "run").load(model)
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "minireptile", "train", "omniglot", *args]
+
+
+def test_run_killed_mid_way_resumes_bit_identically(tmp_path):
+    data = write_synthetic_omniglot(tmp_path / "data")
+    common = ["--data", str(data), "--num-train", "8", "--classes", "3", "--shots", "1",
+              "--train-shots", "2", "--inner-batch", "4", "--inner-iters", "2",
+              "--meta-batch", "1", "--meta-iters", "40", "--eval-interval", "5",
+              "--eval-iters", "2", "--eval-samples", "0", "--checkpoint-interval", "1",
+              "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    straight = subprocess.run(_cli(*common, "--checkpoint", str(tmp_path / "straight")),
+                              capture_output=True, text=True, env=env, timeout=600)
+    assert straight.returncode == 0, straight.stderr
+
+    killed_dir = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(*common, "--checkpoint", str(killed_dir)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    checkpoint = killed_dir / "checkpoint.npz"
+    deadline = time.time() + 300
+    reached = 0
+    while time.time() < deadline and proc.poll() is None:
+        if checkpoint.exists():
+            try:
+                reached = load_npz(checkpoint)[1]["next_iteration"]
+            except InputError:
+                reached = 0
+            if reached >= 10:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stopped_at = load_npz(checkpoint)[1]["next_iteration"]
+    assert 10 <= stopped_at < 40
+
+    resumed = subprocess.run(_cli(*common, "--checkpoint", str(killed_dir), "--resume"),
+                             capture_output=True, text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {killed_dir} at iteration {stopped_at}" in resumed.stdout
+    a = load_npz(tmp_path / "straight" / "checkpoint.npz")[0]
+    b = load_npz(checkpoint)[0]
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    metrics = lambda d: [json.loads(x)["test_accuracy"]  # noqa: E731
+                         for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert metrics(tmp_path / "straight") == metrics(killed_dir)
