@@ -111,8 +111,12 @@ def conv2d_geometry(x_shape, w_shape, strides, padding):
             f"conv2d input must have {cin} channels (batch, height, width, {cin}), got shape "
             f"{tuple(x_shape)}"
         )
-    oh, pt, _ = output_size_and_padding(x_shape[1], kh, strides, padding)
-    ow, pl, _ = output_size_and_padding(x_shape[2], kw, strides, padding)
+    try:
+        oh, pt, _ = output_size_and_padding(x_shape[1], kh, strides, padding)
+        ow, pl, _ = output_size_and_padding(x_shape[2], kw, strides, padding)
+    except InputError as err:
+        raise InputError(f"conv2d input of shape {tuple(x_shape)} with a {kh}x{kw} kernel: "
+                         f"{err}") from None
     return oh, ow, pt, pl
 
 

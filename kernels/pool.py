@@ -30,8 +30,11 @@ def pool_geometry(x_shape, pool_size, strides, padding):
             f"max-pool input must have shape (batch, height, width, channels), got shape "
             f"{tuple(x_shape)}"
         )
-    oh, pt, _ = output_size_and_padding(x_shape[1], pool_size, strides, padding)
-    ow, pl, _ = output_size_and_padding(x_shape[2], pool_size, strides, padding)
+    try:
+        oh, pt, _ = output_size_and_padding(x_shape[1], pool_size, strides, padding)
+        ow, pl, _ = output_size_and_padding(x_shape[2], pool_size, strides, padding)
+    except InputError as err:
+        raise InputError(f"max-pool input of shape {tuple(x_shape)}: {err}") from None
     return oh, ow, pt, pl
 
 

@@ -182,7 +182,7 @@ def test_conv_writes_into_given_gradient_arrays():
     [
         (np.zeros((2, 5, 5)), np.zeros((3, 3, 1, 4)), r"\(2, 5, 5\)"),
         (np.zeros((2, 5, 5, 2)), np.zeros((3, 3, 1, 4)), r"1 channels.*\(2, 5, 5, 2\)"),
-        (np.zeros((2, 2, 5, 1)), np.zeros((3, 3, 1, 4)), r"size 2"),
+        (np.zeros((2, 2, 5, 1)), np.zeros((3, 3, 1, 4)), r"\(2, 2, 5, 1\) with a 3x3.*size 2"),
         (np.zeros((2, 5, 5, 1), dtype=np.int64), np.zeros((3, 3, 1, 4)), r"int64"),
         (np.zeros((2, 5, 5, 1), dtype=np.float32), np.zeros((3, 3, 1, 4)), r"one dtype"),
     ],
@@ -330,3 +330,5 @@ def test_maxpool_rejects_bad_input():
         maxpool_forward(np.zeros((4, 4, 1)))
     with pytest.raises(InputError, match="int32"):
         maxpool_forward(np.zeros((1, 4, 4, 1), dtype=np.int32))
+    with pytest.raises(InputError, match=r"\(1, 1, 4, 1\).*size 1"):
+        maxpool_forward(np.zeros((1, 1, 4, 1)), 2, 2, "valid")
