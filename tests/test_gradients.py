@@ -49,7 +49,9 @@ def test_linear_gradients(seed, batch, n_in, n_out, init):
 @given(seed=seeds, batch=batches, width=widths)
 def test_tanh_gradient(seed, batch, width):
     rng = np.random.default_rng(seed)
-    x = 3 * rng.standard_normal((batch, width))
+    # Up to |x| = 4 (derivative >= 1.3e-3): further out tanh is flat to within the
+    # finite differences' rounding noise and a single saturated value could not be checked.
+    x = np.clip(2 * rng.standard_normal((batch, width)), -4, 4)
     errors = check_layer(Tanh(), x, rng)
     assert errors["input"] <= TOL, errors
 
@@ -143,7 +145,11 @@ def test_softmax_cross_entropy_gradient(seed, batch, classes, scale):
     ref_loss, ref_grad = softmax_xent_reference(logits, labels)
     assert loss == pytest.approx(ref_loss, rel=1e-12)
     np.testing.assert_allclose(xent.backward(cache), ref_grad, rtol=1e-10, atol=1e-14)
-    assert check_loss(xent, logits, labels) <= TOL
+    # Finite differences need a gradient well above their rounding noise (eps/h ≈ 1e-10): a
+    # saturated softmax (e.g. logits [-5, 8], label 1: gradient 2e-6) is left to the
+    # comparison with scipy above.
+    if np.linalg.norm(ref_grad) > 1e-3:
+        assert check_loss(xent, logits, labels) <= TOL
 
 
 @FAST
@@ -155,7 +161,9 @@ def test_softmax_cross_entropy_is_stable_for_huge_logits(seed, batch, classes):
     ``z``. Rows mixing +1000 and −1000 put the label on a logit 2000 below the top.
     """
     rng = np.random.default_rng(seed)
-    z = rng.standard_normal((batch, classes))
+    # Modest spread around the shift keeps every row's gradient well above the finite
+    # differences' rounding noise at |z| = 1000 (ulp 1e-13).
+    z = 0.5 * rng.standard_normal((batch, classes))
     labels = rng.integers(0, classes, batch)
     xent = SoftmaxCrossEntropy()
     base_loss, base_cache = xent.forward(z, labels)
