@@ -17,6 +17,9 @@ The semantics follow the reference implementation (openai/supervised-reptile, ``
 * **First-order MAML.** The update is the mean over tasks of the *last* inner step,
   ``Φ ← Φ + ε·mean(W_k − W_{k−1})``; with ``tail_shots`` the last step runs on a held-out
   "tail" of ``tail_shots`` examples per class and the earlier ``k − 1`` steps on the rest.
+* **Gradient combinations.** The update is ``−α Σ c_i g_i`` over the inner gradients g1 … gk
+  (see :mod:`minireptile.combinations`); with inner SGD, ``reptile`` and ``last`` coincide
+  with the two algorithms above.
 * **Evaluation.** Draw ``shots + 1`` examples per class, hold one per class out as the query,
   fine-tune on the support set for ``eval_iters`` mini-batches of ``eval_batch``, then predict.
   *Transductive*: all queries in one forward pass (batch norm sees the query batch).
@@ -66,14 +69,22 @@ class FewShotLearner:
         Meta-parameters, updated in place by :meth:`train_step`.
     inner : InnerConfig
     outer : OuterSGD or OuterAdam, optional
-    algorithm : {"reptile", "foml"}
+    algorithm : {"reptile", "foml", "combination"}
     tail_shots : int, optional
         First-order MAML only: examples per class held out for the final inner step.
+    combination : Combination, optional
+        For ``algorithm="combination"``: which inner gradients make the meta-gradient.
     """
 
-    def __init__(self, model, phi, inner, outer=None, algorithm="reptile", tail_shots=None):
-        if algorithm not in ("reptile", "foml"):
-            raise InputError(f"algorithm must be 'reptile' or 'foml', got {algorithm!r}")
+    def __init__(self, model, phi, inner, outer=None, algorithm="reptile", tail_shots=None,
+                 combination=None):
+        if algorithm not in ("reptile", "foml", "combination"):
+            raise InputError(f"algorithm must be 'reptile', 'foml' or 'combination', "
+                             f"got {algorithm!r}")
+        if (algorithm == "combination") != (combination is not None):
+            raise InputError("a gradient combination goes with algorithm='combination'")
+        if combination is not None:
+            self.coefficients = combination.coefficients(inner.iters)
         if tail_shots is not None and (algorithm != "foml" or tail_shots < 1):
             raise InputError(f"tail shots ({tail_shots!r}) need first-order MAML and a value >= 1")
         self.model = model
@@ -82,8 +93,10 @@ class FewShotLearner:
         self.outer = outer or OuterSGD()
         self.algorithm = algorithm
         self.tail_shots = tail_shots
+        self.combination = combination
         self.optimizer = make_inner_optimizer(inner)
         self._grad = np.empty_like(phi)
+        self._record = None  # list collecting each step's gradient while a combination adapts
 
     # -- the inner loop ------------------------------------------------------------------
     def _step(self, w, batch):
@@ -91,6 +104,8 @@ class FewShotLearner:
             w *= w.dtype.type(self.inner.weight_decay)
         loss, grad = self.model.loss_and_grad(w, batch.images, batch.labels, out=self._grad)
         grad *= grad.dtype.type(len(batch.labels))  # mean → sum, as the reference
+        if self._record is not None:
+            self._record.append(grad.copy())
         self.optimizer.step(w, grad)
         return loss
 
@@ -104,23 +119,38 @@ class FewShotLearner:
             return
         yield from mini_batches(task, batch_size, iters, self.inner.replacement, rng)
 
-    def adapt(self, w, task, rng, iters=None, batch_size=None):
+    def adapt(self, w, task, rng):
         """Run the inner loop on ``task`` from ``w`` (in place).
 
         Returns
         -------
-        last_step : ndarray, shape (size,)
-            ``W_k − W_{k−1}``, the final step's change (what first-order MAML uses).
+        update : ndarray, shape (size,)
+            The move this task asks of Φ before the outer step size: ``W − W₀`` (Reptile),
+            ``W_k − W_{k−1}`` (first-order MAML) or ``−α Σ c_i g_i`` (a combination).
         losses : list of float
+            The mini-batch losses, each before its step.
         """
-        iters = self.inner.iters if iters is None else iters
-        batch_size = self.inner.batch if batch_size is None else batch_size
+        start = w.copy() if self.algorithm == "reptile" else None
+        before_last = None
         losses = []
-        before_last = w
-        for batch in self._train_batches(task, rng, iters, batch_size):
-            before_last = w.copy()
-            losses.append(self._step(w, batch))
-        return w - before_last, losses
+        self._record = [] if self.combination is not None else None
+        try:
+            for batch in self._train_batches(task, rng, self.inner.iters, self.inner.batch):
+                if self.algorithm == "foml":
+                    before_last = w.copy()
+                losses.append(self._step(w, batch))
+            if self.algorithm == "reptile":
+                update = w - start
+            elif self.algorithm == "foml":
+                update = w - before_last
+            else:
+                update = np.zeros_like(w)
+                for c, g in zip(self.coefficients, self._record):
+                    if c:
+                        update -= w.dtype.type(c * self.inner.learning_rate) * g
+        finally:
+            self._record = None
+        return update, losses
 
     # -- one meta-iteration -------------------------------------------------------------
     def train_step(self, classes, num_classes, num_shots, meta_batch, step_size, rng):
@@ -132,9 +162,8 @@ class FewShotLearner:
         losses = []
         for _ in range(meta_batch):
             task = sample_task(classes, num_classes, num_shots, rng)
-            w = self.phi.copy()
-            last_step, task_losses = self.adapt(w, task, rng)
-            updates.append(last_step if self.algorithm == "foml" else w - self.phi)
+            update, task_losses = self.adapt(self.phi.copy(), task, rng)
+            updates.append(update)
             losses.extend(task_losses)
         mean_update = updates[0] if len(updates) == 1 else np.mean(updates, axis=0,
                                                                     dtype=self.phi.dtype)

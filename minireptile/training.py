@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from .checkpoint import load_npz, save_npz_atomic
+from .combinations import parse_combination
 from .errors import InputError
 from .fewshot import FewShotLearner, InnerConfig
 from .reptile import linear_schedule, make_outer
@@ -53,6 +54,7 @@ class TrainConfig:
     sgd: bool = False
     seed: int = 0
     outer: str = "sgd"
+    combination: str = ""
     checkpoint_interval: int = 100
 
     def validate(self, train_classes=None, test_classes=None):
@@ -79,6 +81,11 @@ class TrainConfig:
                              f"{self.weight_decay}")
         if self.foml_tail and not self.foml:
             raise InputError("--foml-tail needs --foml")
+        if self.combination:
+            if self.foml:
+                raise InputError("--combination and --foml exclude each other; "
+                                 "--foml is the combination 'last'")
+            parse_combination(self.combination).coefficients(self.inner_iters)
         make_outer(self.outer)
         for split, classes in (("training", train_classes), ("test", test_classes)):
             if classes is not None and self.classes > len(classes):
@@ -111,10 +118,14 @@ def _flag(name):
 
 def make_learner(model, phi, config):
     """A :class:`FewShotLearner` configured by ``config``."""
+    if config.combination:
+        algorithm = "combination"
+    else:
+        algorithm = "foml" if config.foml else "reptile"
     return FewShotLearner(
-        model, phi, config.inner(), outer=make_outer(config.outer),
-        algorithm="foml" if config.foml else "reptile",
+        model, phi, config.inner(), outer=make_outer(config.outer), algorithm=algorithm,
         tail_shots=config.foml_tail or None,
+        combination=parse_combination(config.combination) if config.combination else None,
     )
 
 

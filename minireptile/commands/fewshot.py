@@ -89,6 +89,9 @@ def register_train(sub):
     p.add_argument("--foml", action="store_true", help="first-order MAML instead of Reptile")
     p.add_argument("--foml-tail", type=positive_int, default=None,
                    help="FOMAML: examples per class held out for the final inner step")
+    p.add_argument("--combination", default="", metavar="NAME",
+                   help="meta-gradient from inner gradients, e.g. g1+g2, (g1+g2)/2, g2, "
+                        "reptile, last (default: plain Reptile, or FOMAML with --foml)")
     p.add_argument("--outer", choices=sorted(OUTER_OPTIMIZERS), default=DEFAULTS.outer,
                    help="outer update: sgd = Φ+ε(W̄−Φ); adam = Adam on Φ−W̄ (default %(default)s)")
     p.add_argument("--checkpoint-interval", type=positive_int,
@@ -125,6 +128,7 @@ def config_from_args(args):
         eval_iters=args.eval_iters, eval_interval=args.eval_interval,
         weight_decay=args.weight_decay, transductive=args.transductive, foml=args.foml,
         foml_tail=args.foml_tail or 0, sgd=args.sgd, seed=args.seed, outer=args.outer,
+        combination=args.combination,
         checkpoint_interval=args.checkpoint_interval,
     )
 
