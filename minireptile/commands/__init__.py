@@ -4,15 +4,19 @@ from . import data, fewshot, sine
 
 
 def register_train(subparsers):
-    p = subparsers.add_parser("train", help="meta-train a few-shot classifier",
+    p = subparsers.add_parser("train", help="meta-train a few-shot classifier (omniglot, miniimagenet)",
                               description="Meta-train a few-shot classifier.")
-    fewshot.register_train(p.add_subparsers(dest="dataset", required=True, metavar="DATASET"))
+    sub = p.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    for dataset in fewshot.DATASETS:
+        fewshot.register_train(sub, dataset)
 
 
 def register_eval(subparsers):
     p = subparsers.add_parser("eval", help="evaluate a trained few-shot classifier",
                               description="Evaluate a trained few-shot classifier.")
-    fewshot.register_eval(p.add_subparsers(dest="dataset", required=True, metavar="DATASET"))
+    sub = p.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    for dataset in fewshot.DATASETS:
+        fewshot.register_eval(sub, dataset)
 
 
 COMMANDS = [sine.register, register_train, register_eval, data.register]

@@ -1,16 +1,25 @@
-"""``minireptile train omniglot`` and ``minireptile eval omniglot``.
+"""``minireptile train DATASET`` and ``minireptile eval DATASET`` (omniglot, miniimagenet).
 
 The training flags are the reference implementation's (``supervised_reptile/args.py``), with
-its defaults, so a command from its README runs after ``minireptile train omniglot`` (plus
-``--data``). ``--checkpoint`` names the run folder, as in the reference.
+its defaults, so a command from its README runs after ``minireptile train omniglot`` or
+``minireptile train miniimagenet`` (plus ``--data``). ``--checkpoint`` names the run folder, as
+in the reference.
+
+One implementation serves both data sets; a :class:`FewShotDataset` holds what differs (the
+network, the data options, how the splits are loaded, which splits are evaluated). As in the
+reference's ``run_omniglot.py`` and ``run_miniimagenet.py``, training monitors the ``train``
+and ``test`` splits; the final evaluation covers train/test for Omniglot and
+train/validation/test for Mini-ImageNet.
 """
 
 import os
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
-from ..cnn import omniglot_cnn
+from ..cnn import miniimagenet_cnn, omniglot_cnn
 from ..errors import InputError
 from ..fewshot import evaluate_accuracy
 from ..reptile import OUTER_OPTIMIZERS
@@ -20,6 +29,45 @@ from .args import non_negative_int, positive_float, positive_int
 from .data import add_omniglot_arguments, omniglot_from_args
 
 DEFAULTS = TrainConfig()
+SPLIT_LABELS = {"train": "Train", "val": "Validation", "test": "Test"}
+
+
+@dataclass(frozen=True)
+class FewShotDataset:
+    """What one few-shot data set brings to the shared train/eval commands.
+
+    Attributes
+    ----------
+    name : str
+        Sub-command name (``minireptile train <name>``).
+    model : callable (classes) -> Model
+        The reference's network for this data set.
+    add_data_arguments : callable (parser) -> None
+        Adds ``--data`` and the data set's own options.
+    load : callable (args, seed, progress) -> dict
+        Split name -> ClassSet; ``seed`` is the run's seed (Omniglot splits its characters
+        with it, Mini-ImageNet's splits are fixed folders).
+    final : tuple of str
+        Splits of the final evaluation, in print order; the first is the training split and
+        ``train`` / ``test`` are the two monitored during training.
+    everything : str
+        The ``eval --split`` value meaning every split of ``final``.
+    describe : callable (splits) -> str
+        The line printed after loading.
+    train_help, train_description, eval_help, split_help : str
+    """
+
+    name: str
+    model: Callable
+    add_data_arguments: Callable
+    load: Callable
+    final: tuple
+    everything: str
+    describe: Callable
+    train_help: str
+    train_description: str
+    eval_help: str
+    split_help: str
 
 
 def add_reference_arguments(p, defaults=True):
@@ -58,13 +106,10 @@ def add_reference_arguments(p, defaults=True):
                    help="inner SGD instead of Adam (beta1 = 0)")
 
 
-def register_train(sub):
-    p = sub.add_parser(
-        "omniglot", help="meta-train the Omniglot CNN (the reference's run_omniglot.py)",
-        description="Meta-train the reference's Omniglot network with Reptile or first-order "
-        "MAML, evaluating on training and test characters every --eval-interval iterations, "
-        "checkpointing into --checkpoint and finally evaluating on --eval-samples tasks.")
-    add_omniglot_arguments(p)
+def register_train(sub, dataset):
+    p = sub.add_parser(dataset.name, help=dataset.train_help,
+                       description=dataset.train_description)
+    dataset.add_data_arguments(p)
     add_reference_arguments(p)
     p.add_argument("--checkpoint", default="model_checkpoint", metavar="DIR",
                    help="run folder: checkpoint.npz and metrics.jsonl (default %(default)s)")
@@ -98,24 +143,25 @@ def register_train(sub):
                    default=DEFAULTS.checkpoint_interval,
                    help="iterations between checkpoints (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(run=run_train)
+    p.set_defaults(run=run_train, few_shot=dataset)
 
 
-def register_eval(sub):
+def register_eval(sub, dataset):
     p = sub.add_parser(
-        "omniglot", help="evaluate a trained Omniglot run",
+        dataset.name, help=dataset.eval_help,
         description="Fine-tune the meta-learned network on new tasks and report accuracy "
         "with a 95%% interval. Settings not given are taken from the checkpoint.")
-    add_omniglot_arguments(p)
+    dataset.add_data_arguments(p)
     add_reference_arguments(p, defaults=False)
     p.add_argument("--checkpoint", required=True, metavar="DIR_OR_FILE",
                    help="a run folder or its checkpoint.npz")
     p.add_argument("--eval-samples", type=positive_int, default=10000,
                    help="tasks evaluated per split (default %(default)s)")
-    p.add_argument("--split", choices=("train", "test", "both"), default="both",
-                   help="which characters to evaluate on (default %(default)s)")
+    p.add_argument("--split", choices=dataset.final + (dataset.everything,),
+                   default=dataset.everything,
+                   help=dataset.split_help + " (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(run=run_eval)
+    p.set_defaults(run=run_eval, few_shot=dataset)
 
 
 def config_from_args(args):
@@ -133,19 +179,81 @@ def config_from_args(args):
     )
 
 
-def load_splits(args, seed, progress):
+def _omniglot_splits(args, seed, progress):
     """Training (rotation-augmented) and test characters, split by ``seed`` as in training."""
     *_, split_rng = generators(seed)
-    return omniglot_from_args(args, split_rng, augment=True, progress=progress)
+    train, test = omniglot_from_args(args, split_rng, augment=True, progress=progress)
+    return {"train": train, "test": test}
+
+
+def _add_miniimagenet_arguments(parser):
+    """``--data ROOT``, ``--cache-dir``, ``--no-cache``."""
+    parser.add_argument("--data", required=True, metavar="ROOT",
+                        help="folder holding train/, val/ and test/, each with one folder of "
+                             "*.JPEG images per WordNet ID (the reference's layout)")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="decoded-image cache (default $MINIREPTILE_CACHE or "
+                             "~/.cache/minireptile)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="decode the images every time and write no cache")
+
+
+def _miniimagenet_splits(args, seed, progress):
+    """The three fixed splits (``seed`` is not needed: the folders are the split)."""
+    from ..data.miniimagenet import load_miniimagenet
+
+    return load_miniimagenet(args.data, cache_dir=args.cache_dir, use_cache=not args.no_cache,
+                             progress=progress)
+
+
+OMNIGLOT = FewShotDataset(
+    name="omniglot", model=omniglot_cnn, add_data_arguments=add_omniglot_arguments,
+    load=_omniglot_splits, final=("train", "test"), everything="both",
+    describe=lambda s: (f"{len(s['train'])} training classes (rotations included), "
+                        f"{len(s['test'])} test classes"),
+    train_help="meta-train the Omniglot CNN (the reference's run_omniglot.py)",
+    train_description="Meta-train the reference's Omniglot network with Reptile or "
+    "first-order MAML, evaluating on training and test characters every --eval-interval "
+    "iterations, checkpointing into --checkpoint and finally evaluating on --eval-samples "
+    "tasks.",
+    eval_help="evaluate a trained Omniglot run",
+    split_help="which characters to evaluate on")
+
+MINIIMAGENET = FewShotDataset(
+    name="miniimagenet", model=miniimagenet_cnn, add_data_arguments=_add_miniimagenet_arguments,
+    load=_miniimagenet_splits, final=("train", "val", "test"), everything="all",
+    describe=lambda s: ", ".join(f"{len(c)} {n} classes" for n, c in s.items()),
+    train_help="meta-train the Mini-ImageNet CNN (the reference's run_miniimagenet.py)",
+    train_description="Meta-train the reference's Mini-ImageNet network with Reptile or "
+    "first-order MAML on the train split, evaluating on the train and test splits every "
+    "--eval-interval iterations (as the reference), checkpointing into --checkpoint and "
+    "finally evaluating on --eval-samples tasks of the train, validation and test splits.",
+    eval_help="evaluate a trained Mini-ImageNet run",
+    split_help="which split to evaluate on")
+
+DATASETS = (OMNIGLOT, MINIIMAGENET)
+
+
+def _final_evaluation(learner, config, splits, names, num_samples, progress):
+    """Print ``<Split> accuracy: mean ± half-width`` for each split in ``names``, in order,
+    all drawing from one evaluation generator (seeded ``seed + 1``)."""
+    _, eval_rng, _ = generators(config.seed + 1)
+    for name in names:
+        mean, half, _ = evaluate_accuracy(
+            learner, splits[name], config.classes, config.shots, config.eval_batch,
+            config.eval_iters, num_samples, eval_rng, config.transductive, progress)
+        print(f"{SPLIT_LABELS[name]} accuracy: {mean:.4f} ± {half:.4f} (95% interval, "
+              f"{num_samples} tasks)")
 
 
 def run_train(args):
+    dataset = args.few_shot
     config = config_from_args(args).validate()
     progress = not args.no_progress
-    train_classes, test_classes = load_splits(args, config.seed, progress)
-    print(f"{len(train_classes)} training classes (rotations included), "
-          f"{len(test_classes)} test classes")
-    model = omniglot_cnn(config.classes)
+    splits = dataset.load(args, config.seed, progress)
+    train_classes, test_classes = splits["train"], splits["test"]
+    print(dataset.describe(splits))
+    model = dataset.model(config.classes)
     print(model.describe())
     if args.pretrained:
         learner = _restore(args.checkpoint, model)
@@ -157,13 +265,7 @@ def run_train(args):
         print(f"training took {time.perf_counter() - start:.1f} s; run saved in "
               f"{os.path.join(args.checkpoint, CHECKPOINT_FILE)}")
     if args.eval_samples:
-        _, eval_rng, _ = generators(config.seed + 1)
-        for name, classes in (("Train", train_classes), ("Test", test_classes)):
-            mean, half, _ = evaluate_accuracy(
-                learner, classes, config.classes, config.shots, config.eval_batch,
-                config.eval_iters, args.eval_samples, eval_rng, config.transductive, progress)
-            print(f"{name} accuracy: {mean:.4f} ± {half:.4f} (95% interval, "
-                  f"{args.eval_samples} tasks)")
+        _final_evaluation(learner, config, splits, dataset.final, args.eval_samples, progress)
     return 0
 
 
@@ -196,14 +298,14 @@ def _peek_classes(path):
     return int(meta["config"]["classes"])
 
 
-def eval_config(args):
+def eval_config(args, dataset):
     """The checkpoint's configuration with the flags the user gave laid over it."""
     classes = _peek_classes(args.checkpoint)
     if args.classes is not None and args.classes != classes:
         raise InputError(f"the checkpoint's network classifies {classes} classes, got "
                          f"--classes {args.classes}; omit --classes or train a {args.classes}-way "
                          "network")
-    model = omniglot_cnn(classes)
+    model = dataset.model(classes)
     stored = _stored_config(args.checkpoint, model).to_dict()
     for name in ("seed", "shots", "inner_batch", "inner_iters", "replacement", "learning_rate",
                  "eval_batch", "eval_iters", "weight_decay", "transductive", "sgd"):
@@ -214,20 +316,14 @@ def eval_config(args):
 
 
 def run_eval(args):
-    model, config = eval_config(args)
+    dataset = args.few_shot
+    model, config = eval_config(args, dataset)
     progress = not args.no_progress
-    train_classes, test_classes = load_splits(args, config.seed, progress)
+    splits = dataset.load(args, config.seed, progress)
     learner = _restore(args.checkpoint, model, config)
     print(f"evaluating {model.name}: {config.classes}-way {config.shots}-shot, "
           f"{config.eval_iters} fine-tuning steps of {config.eval_batch}, "
           f"{'transductive' if config.transductive else 'non-transductive'}")
-    _, eval_rng, _ = generators(config.seed + 1)
-    splits = {"train": train_classes, "test": test_classes}
-    chosen = ("train", "test") if args.split == "both" else (args.split,)
-    for name in chosen:
-        mean, half, _ = evaluate_accuracy(
-            learner, splits[name], config.classes, config.shots, config.eval_batch,
-            config.eval_iters, args.eval_samples, eval_rng, config.transductive, progress)
-        print(f"{name.capitalize()} accuracy: {mean:.4f} ± {half:.4f} "
-              f"(95% interval, {args.eval_samples} tasks)")
+    chosen = dataset.final if args.split == dataset.everything else (args.split,)
+    _final_evaluation(learner, config, splits, chosen, args.eval_samples, progress)
     return 0
