@@ -146,6 +146,7 @@ class Run:
         return os.path.exists(self.checkpoint_path)
 
     def save(self, model, learner, rngs, next_iteration, config, extra=None):
+        os.makedirs(self.directory, exist_ok=True)
         arrays = {"phi": learner.phi}
         arrays.update({f"state.{k}": np.asarray(v) for k, v in learner.state_dict().items()})
         metadata = {

@@ -1,6 +1,6 @@
 """Sub-commands of the command line; each module exposes ``register(subparsers)``."""
 
-from . import data, fewshot, sine
+from . import data, experiment, fewshot, lake, sine
 
 
 def register_train(subparsers):
@@ -17,6 +17,7 @@ def register_eval(subparsers):
     sub = p.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     for dataset in fewshot.DATASETS:
         fewshot.register_eval(sub, dataset)
+    lake.register_eval(sub)
 
 
-COMMANDS = [sine.register, register_train, register_eval, data.register]
+COMMANDS = [sine.register, register_train, register_eval, experiment.register, data.register]

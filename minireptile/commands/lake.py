@@ -1,0 +1,60 @@
+"""``minireptile eval lake``: Lake's 20 one-shot runs with a meta-learned Omniglot network."""
+
+import numpy as np
+
+from ..data.lake import load_lake_runs
+from ..lake import PUBLISHED, evaluate_runs, summary
+from .args import non_negative_int, positive_int
+from .fewshot import OMNIGLOT, _restore, eval_config
+
+
+def register_eval(sub):
+    p = sub.add_parser(
+        "lake", help="Lake's one-shot runs (all_runs.zip) with a trained 20-way network",
+        description="Fine-tune the meta-learned network on each run's 20 training images "
+        "(20-way, 1-shot) and classify its 20 test images; print the error rate per run "
+        "and overall with a 95%% interval. The network must be trained with --classes 20.")
+    p.add_argument("--runs", required=True, metavar="PATH",
+                   help="all_runs.zip or the folder holding run01 … run20")
+    p.add_argument("--checkpoint", required=True, metavar="DIR_OR_FILE",
+                   help="a training run folder or its checkpoint.npz")
+    p.add_argument("--eval-batch", type=positive_int, default=None,
+                   help="fine-tuning mini-batch (default: the checkpoint's)")
+    p.add_argument("--eval-iters", type=positive_int, default=None,
+                   help="fine-tuning steps (default: the checkpoint's)")
+    p.add_argument("--transductive", action="store_true", default=None,
+                   help="classify the 20 test images in one batch")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the fine-tuning mini-batches (default 0)")
+    p.set_defaults(run=run)
+
+
+def run(args):
+    runs = load_lake_runs(args.runs)
+    overrides = argparse_namespace(eval_batch=args.eval_batch, eval_iters=args.eval_iters,
+                                   transductive=args.transductive, checkpoint=args.checkpoint)
+    model, config = eval_config(overrides, OMNIGLOT)
+    learner = _restore(args.checkpoint, model, config)
+    print(f"{len(runs)} runs; fine-tuning {config.eval_iters} steps of {config.eval_batch}, "
+          f"{'transductive' if config.transductive else 'non-transductive'}")
+    results = evaluate_runs(learner, runs, config.eval_batch, config.eval_iters,
+                            np.random.default_rng(args.seed), config.transductive)
+    for name, error in results:
+        print(f"{name}: error {100 * error:5.1f}%")
+    mean, half = summary(results)
+    print(f"overall error: {100 * mean:.1f}% ± {100 * half:.1f}% (95% interval over "
+          f"{len(results)} runs)")
+    print("published (30 background alphabets / small1 / small2): "
+          + "; ".join(f"{who} {' / '.join(r for r in rates if r)}"
+                      for who, *rates in PUBLISHED))
+    return 0
+
+
+def argparse_namespace(**values):
+    """The options :func:`eval_config` reads, with everything else left to the checkpoint."""
+    import argparse
+
+    base = dict.fromkeys(("classes", "seed", "shots", "inner_batch", "inner_iters",
+                          "replacement", "learning_rate", "weight_decay", "sgd"))
+    base.update(values)
+    return argparse.Namespace(**base)

@@ -1,0 +1,67 @@
+"""Lake et al.'s one-shot classification benchmark with a meta-learned network.
+
+Each of the 20 runs is a 20-way, one-shot problem within one evaluation alphabet: fine-tune a
+copy of Φ on the 20 training images (one per class, as Reptile evaluates: ``eval_iters``
+mini-batches of ``eval_batch`` drawn from them with the reference's sampling), then classify
+the 20 test images, transductively or one at a time. The error rate of a run is the fraction
+of test images misclassified.
+"""
+
+import numpy as np
+
+from .errors import InputError
+from .stats import mean_and_interval
+from .tasks import Task, mini_batches
+
+# Published error rates on the 20 runs (Lake, Salakhutdinov & Tenenbaum 2015; Koch et al.
+# 2015), for comparison tables.
+PUBLISHED = (
+    ("People", "4.5%", "", ""),
+    ("Bayesian Program Learning", "3.3%", "4.3%", "4.0%"),
+    ("Deep convolutional network", "13.5%", "24.0%", "22.3%"),
+    ("Siamese convolutional network", "8.0%", "", ""),
+)
+
+
+def evaluate_runs(learner, runs, eval_batch, eval_iters, rng, transductive):
+    """Error rate of each run.
+
+    Parameters
+    ----------
+    learner : FewShotLearner
+        Its network must have as many outputs as a run has classes (20).
+    runs : list of LakeRun
+    rng : numpy.random.Generator
+        Draws the fine-tuning mini-batches.
+
+    Returns
+    -------
+    list of (run name, error rate in [0, 1])
+    """
+    results = []
+    for run in runs:
+        classes = len(run.train_labels)
+        outputs = learner.model.output_shape[0]
+        if outputs != classes:
+            raise InputError(
+                f"run {run.name} is {classes}-way but the network has {outputs} outputs; "
+                f"evaluate a network trained with --classes {classes}"
+            )
+        saved = learner.optimizer.state_dict()
+        try:
+            w = learner.phi.copy()
+            support = Task(run.train_images, run.train_labels)
+            for batch in mini_batches(support, eval_batch, eval_iters,
+                                      learner.inner.replacement, rng):
+                learner._step(w, batch)
+            predicted = learner.predict_queries(w, run.train_images, run.test_images,
+                                                transductive)
+        finally:
+            learner.optimizer.load_state_dict(saved)
+        results.append((run.name, float(np.mean(predicted != run.test_labels))))
+    return results
+
+
+def summary(results):
+    """Mean error rate over runs and its 95% interval half-width."""
+    return mean_and_interval([error for _, error in results])

@@ -1,0 +1,86 @@
+"""``minireptile eval lake``: scoring of Lake's one-shot runs with a meta-learned network."""
+
+import numpy as np
+import pytest
+
+from minireptile.cli import main
+from minireptile.cnn import omniglot_cnn
+from minireptile.data.lake import load_lake_runs, make_lake_fixture
+from minireptile.errors import InputError
+from minireptile.lake import evaluate_runs, summary
+from minireptile.training import Run, TrainConfig, make_learner, generators
+
+
+def characters(n_chars=24, n_drawings=2, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in range(n_chars):
+        base = np.ones((105, 105), dtype=np.uint8)
+        r, q = divmod(c, 6)
+        base[10 + 15 * r: 22 + 15 * r, 10 + 15 * q: 22 + 15 * q] = 0
+        out.append([np.where(rng.random((105, 105)) < 0.01, 1 - base, base)
+                    for _ in range(n_drawings)])
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lake") / "all_runs"
+    make_lake_fixture(root, characters(), 2, np.random.default_rng(1))
+    return root
+
+
+def save_checkpoint(directory, classes):
+    model = omniglot_cnn(classes)
+    config = TrainConfig(classes=classes, shots=1, eval_batch=5, eval_iters=2, meta_iters=1)
+    train_rng, eval_rng, _ = generators(0)
+    learner = make_learner(model, model.init_params(train_rng), config)
+    Run(directory).save(model, learner, (train_rng, eval_rng), 1, config)
+    return learner
+
+
+def test_error_rate_counts_wrong_test_items(runs_dir, tmp_path):
+    learner = save_checkpoint(tmp_path, 20)
+    runs = load_lake_runs(runs_dir)
+    rng = np.random.default_rng(0)
+    learner.predict_queries = lambda w, support, queries, transductive: runs_by_size[len(queries)]
+    runs_by_size = {20: runs[0].test_labels}
+    assert evaluate_runs(learner, runs[:1], 5, 1, rng, True) == [("run01", 0.0)]
+    runs_by_size = {20: (runs[0].test_labels + 1) % 20}
+    assert evaluate_runs(learner, runs[:1], 5, 1, rng, True) == [("run01", 1.0)]
+    half_right = runs[0].test_labels.copy()
+    half_right[:10] = (half_right[:10] + 1) % 20
+    runs_by_size = {20: half_right}
+    assert evaluate_runs(learner, runs[:1], 5, 1, rng, True) == [("run01", 0.5)]
+    mean, half = summary([("a", 0.1), ("b", 0.3)])
+    assert mean == pytest.approx(0.2) and half > 0
+
+
+def test_fine_tuning_leaves_the_learner_unchanged(runs_dir, tmp_path):
+    learner = save_checkpoint(tmp_path, 20)
+    phi = learner.phi.copy()
+    evaluate_runs(learner, load_lake_runs(runs_dir), 5, 2, np.random.default_rng(0), False)
+    np.testing.assert_array_equal(learner.phi, phi)
+    assert learner.optimizer.t == 0
+
+
+def test_command_prints_each_run_and_overall(runs_dir, tmp_path, capsys):
+    save_checkpoint(tmp_path / "run", 20)
+    code = main(["eval", "lake", "--runs", str(runs_dir), "--checkpoint", str(tmp_path / "run"),
+                 "--eval-iters", "2", "--transductive"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "run01: error" in out and "run02: error" in out
+    assert "overall error:" in out and "published" in out
+
+
+def test_five_way_network_is_refused_with_a_clear_error(runs_dir, tmp_path, capsys):
+    save_checkpoint(tmp_path / "run", 5)
+    code = main(["eval", "lake", "--runs", str(runs_dir), "--checkpoint", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "20-way but the network has 5 outputs" in err and "--classes 20" in err
+    assert err.count("\n") == 1
+    with pytest.raises(InputError):
+        learner = save_checkpoint(tmp_path / "other", 5)
+        evaluate_runs(learner, load_lake_runs(runs_dir), 5, 1, np.random.default_rng(0), True)
