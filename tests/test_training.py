@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from minireptile import mlp
 from minireptile.checkpoint import load_npz
@@ -19,20 +18,6 @@ from minireptile.fewshot import FewShotLearner, InnerConfig
 from minireptile.optim import SGD
 from minireptile.tasks import Task
 from minireptile.training import TrainConfig, Run, train
-
-
-def write_synthetic_omniglot(root, alphabets=2, characters=6, drawings=4, seed=0):
-    """A tiny data set in the official layout: 28×28 1-bit PNGs of random strokes."""
-    rng = np.random.default_rng(seed)
-    for a in range(alphabets):
-        for c in range(characters):
-            folder = root / f"Alphabet{a}" / f"character{c + 1:02d}"
-            folder.mkdir(parents=True)
-            prototype = rng.random((28, 28)) > 0.8
-            for d in range(drawings):
-                noisy = prototype ^ (rng.random((28, 28)) > 0.95)
-                Image.fromarray(~noisy).convert("1").save(folder / f"{c:04d}_{d:02d}.png")
-    return root
 
 
 def vector_classes(num_classes=8, per_class=6, dim=4, seed=0):
@@ -224,8 +209,8 @@ def _cli(*args):
     return [sys.executable, "-m", "minireptile", "train", "omniglot", *args]
 
 
-def test_run_killed_mid_way_resumes_bit_identically(tmp_path):
-    data = write_synthetic_omniglot(tmp_path / "data")
+def test_run_killed_mid_way_resumes_bit_identically(tmp_path, synthetic_omniglot):
+    data = synthetic_omniglot
     common = ["--data", str(data), "--num-train", "8", "--classes", "3", "--shots", "1",
               "--train-shots", "2", "--inner-batch", "4", "--inner-iters", "2",
               "--meta-batch", "1", "--meta-iters", "40", "--eval-interval", "5",
