@@ -28,6 +28,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import InputError, describe_array
+from .conv import recycled_empty
 
 EPSILON = 1e-3
 
@@ -120,7 +121,7 @@ def batchnorm_forward(x, gamma, beta, eps=EPSILON, relu=False):
     _check(x, gamma, beta)
     c = x.shape[-1]
     x2 = np.ascontiguousarray(x).reshape(-1, c)
-    y = np.empty_like(x2)
+    y = recycled_empty(x2.shape, x2.dtype)
     mean = np.empty(c)
     inv = np.empty(c)
     _forward(x2, gamma, beta, eps, relu, mean, inv, y)
@@ -156,7 +157,7 @@ def batchnorm_backward(gamma, cache, dy, need_dx=True, dgamma=None, dbeta=None):
     dy2 = np.ascontiguousarray(dy, dtype=dtype).reshape(-1, c)
     dgamma = np.empty(c, dtype=dtype) if dgamma is None else dgamma
     dbeta = np.empty(c, dtype=dtype) if dbeta is None else dbeta
-    dx = np.empty_like(x2) if need_dx else np.empty((0, 0), dtype=dtype)
+    dx = recycled_empty(x2.shape, dtype) if need_dx else np.empty((0, 0), dtype=dtype)
     _backward(x2, mean, inv, y.reshape(-1, c), gamma, dy2, relu, dgamma, dbeta, dx, need_dx)
     return dgamma, dbeta, (dx.reshape(dy.shape) if need_dx else None)
 

@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import InputError, describe_array
-from .conv import output_size_and_padding
+from .conv import output_size_and_padding, recycled_empty
 
 
 def pool_geometry(x_shape, pool_size, strides, padding):
@@ -96,8 +96,8 @@ def maxpool_forward(x, pool_size=2, strides=2, padding="same"):
         raise InputError(f"max-pool input must be a float32/float64 array, got {describe_array(x)}")
     oh, ow, pt, pl = pool_geometry(x.shape, pool_size, strides, padding)
     x = np.ascontiguousarray(x)
-    y = np.empty((x.shape[0], oh, ow, x.shape[3]), dtype=x.dtype)
-    arg = np.empty(y.shape, dtype=np.int64)
+    y = recycled_empty((x.shape[0], oh, ow, x.shape[3]), x.dtype)
+    arg = recycled_empty(y.shape, np.int64)
     _forward(x, pool_size, strides, pt, pl, y, arg)
     return y, (arg, x.shape)
 
@@ -118,7 +118,7 @@ def maxpool_backward(cache, dy):
     arg, x_shape = cache
     if dy.shape != arg.shape:
         raise InputError(f"max-pool dy must have shape {arg.shape}, got shape {dy.shape}")
-    dx = np.empty(x_shape, dtype=dy.dtype)
+    dx = recycled_empty(x_shape, dy.dtype)
     _backward(np.ascontiguousarray(dy), arg, dx)
     return dx
 

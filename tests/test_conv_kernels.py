@@ -7,6 +7,8 @@ Tolerance: ``|kernel − reference| ≤ 1e-4·|reference| + 1e-5·max|reference|
 Max-pooling selects values, so its forward pass is compared exactly.
 """
 
+import weakref
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
@@ -332,3 +334,32 @@ def test_maxpool_rejects_bad_input():
         maxpool_forward(np.zeros((1, 4, 4, 1), dtype=np.int32))
     with pytest.raises(InputError, match=r"\(1, 1, 4, 1\).*size 1"):
         maxpool_forward(np.zeros((1, 1, 4, 1)), 2, 2, "valid")
+
+
+# ---------------------------------------------------------------------------------------------
+# Recycled output arrays
+
+
+def test_outputs_are_recycled_only_when_unreferenced():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 16, 16, 8))
+    w = rng.standard_normal((3, 3, 8, 64))
+    b = np.zeros(64)
+    first, _ = conv2d_forward(x, w, b, 1, "same")  # 512 KiB: pooled
+    kept = first.copy()
+    view = first[:, :2]
+    del first
+    second, _ = conv2d_forward(2 * x, w, b, 1, "same")
+    second_ref = weakref.ref(second)
+    np.testing.assert_array_equal(view, kept[:, :2])  # a live view pins the array
+    assert not np.shares_memory(view, second)
+    first_ref = weakref.ref(view.base)
+    del view
+    del second
+    third, _ = conv2d_forward(3 * x, w, b, 1, "same")
+    assert third is first_ref() or third is second_ref()  # unreferenced: handed out again
+    np.testing.assert_allclose(third, conv2d_forward_reference(3 * x, w, b, 1, "same"),
+                               rtol=1e-12, atol=1e-12)
+    y, cache = batchnorm_forward(third, np.ones(64), np.zeros(64))
+    y_again, _ = batchnorm_forward(2 * third, np.ones(64), np.zeros(64))
+    assert not np.shares_memory(y, y_again)  # the first output is still referenced
