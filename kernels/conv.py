@@ -19,7 +19,7 @@ scatter are plain compiled loops. ``benchmarks/bench_cnn.py`` prints the GFLOP/s
 loop products (as in :mod:`minireptile.kernels.dense`) lost to BLAS at every Omniglot and
 Mini-ImageNet layer shape, by 2–4× forward, except the first Omniglot layer's weight gradient
 (``9 × 64``: 0.12 against 0.18 ms at batch 10), too small a gain for a second code path. The
-patches are gathered again in the backward pass instead of being kept (see ``_scratch``).
+im2col matrix is kept for the backward pass (a recycled array, see :func:`recycled_empty`).
 
 Why NHWC. (1) It is TensorFlow's layout: the kernel ``(kh, kw, in, out)`` reshapes, without a
 copy, into the right-hand matrix of the product, and the product's ``(rows, out)`` result *is*
@@ -38,6 +38,7 @@ C-contiguous arrays (recycled from earlier calls once unreferenced: :func:`recyc
 ``conv2d_backward`` can write ``dw``/``db`` into caller-provided arrays.
 """
 
+import math
 import sys
 import threading
 from collections import OrderedDict
@@ -49,39 +50,13 @@ from ..errors import InputError, describe_array
 
 PADDINGS = ("same", "valid")
 
-# im2col matrices up to this many bytes live in per-thread scratch buffers that are reused
-# from call to call. Fresh multi-megabyte arrays are returned to the OS on free and cost a page
-# fault per 4 KiB when touched again, which measured ~25 % of an Omniglot training step;
-# larger matrices (big evaluation batches) are allocated per call rather than held forever.
-SCRATCH_MAX_BYTES = 32 << 20
-
-
-class _Scratch(threading.local):
-    def __init__(self):
-        self.buffers = {}
-
-
-_SCRATCH = _Scratch()
-
-
-def _scratch(slot, rows, cols, dtype):
-    """A ``(rows, cols)`` work array, reused across calls; valid until the next call."""
-    size = rows * cols
-    if size * np.dtype(dtype).itemsize > SCRATCH_MAX_BYTES:
-        return np.empty((rows, cols), dtype=dtype)
-    key = (slot, np.dtype(dtype))
-    buf = _SCRATCH.buffers.get(key)
-    if buf is None or buf.size < size:
-        buf = np.empty(size, dtype=dtype)
-        _SCRATCH.buffers[key] = buf
-    return buf[:size].reshape(rows, cols)
-
-
-# Activations and their gradients (returned to the caller) come from a per-thread pool of
-# arrays that are handed out again only once nothing else references them: an array whose
-# reference count is back to the pool's own references is provably unused (any view of it, a
-# layer cache or a caller's variable holds a reference). Same page-fault saving as above, for
-# arrays that must outlive the call. Arrays under RECYCLE_MIN_BYTES come cheaply from malloc.
+# Outputs, im2col matrices and gradients come from a per-thread pool of arrays that are handed
+# out again only once nothing else references them: an array whose reference count is back to
+# the pool's own references is provably unused (any view of it, a layer cache or a caller's
+# variable holds a reference). Why: glibc returns freed multi-megabyte arrays to the OS, and on
+# this kind of virtual machine touching them again costs a page fault per 4 KiB, measured at
+# ~25 % of an Omniglot training step at batch 10 and about half of it at batch 50. Arrays under
+# RECYCLE_MIN_BYTES come cheaply from malloc; at most RECYCLE_MAX_BYTES are pooled per thread.
 RECYCLE_MIN_BYTES = 1 << 16
 RECYCLE_MAX_BYTES = 256 << 20
 
@@ -98,12 +73,12 @@ _RECYCLER = _Recycler()
 def recycled_empty(shape, dtype):
     """Like ``np.empty(shape, dtype)`` (C order), reusing a pooled array nobody holds any more."""
     dtype = np.dtype(dtype)
-    shape = tuple(int(s) for s in shape)
-    nbytes = dtype.itemsize * int(np.prod(shape))
+    shape = tuple(shape)
+    nbytes = dtype.itemsize * math.prod(shape)
     if nbytes < RECYCLE_MIN_BYTES:
         return np.empty(shape, dtype=dtype)
     pool = _RECYCLER
-    key = (shape, dtype.str)
+    key = (shape, dtype)
     arrays = pool.arrays.get(key)
     if arrays is None:
         arrays = pool.arrays[key] = []
@@ -263,8 +238,7 @@ def _gather_and_multiply(x, w2, b, kh, kw, s, pt, pl, oh, ow, cols, y2):
 
 
 @njit(cache=True)
-def _backward(x, w2, dy2, dw2, db, kh, kw, s, pt, pl, oh, ow, cols, dcols, dx, need_dx):
-    _im2col(x, kh, kw, s, pt, pl, oh, ow, cols)
+def _backward(cols, w2, dy2, dw2, db, kh, kw, s, pt, pl, oh, ow, dcols, dx, need_dx):
     np.dot(cols.T, dy2, dw2)
     total = np.zeros(db.shape[0])  # float64 accumulator: up to ~10⁵ terms
     for r in range(dy2.shape[0]):
@@ -293,7 +267,7 @@ def conv2d_forward(x, w, b, strides=1, padding="valid"):
     -------
     y : ndarray, shape (batch, out_height, out_width, out_channels)
     cache : tuple
-        What :func:`conv2d_backward` needs (the input and the geometry).
+        What :func:`conv2d_backward` needs (the im2col matrix and the geometry).
     """
     _check_arrays(x=x, w=w, b=b)
     oh, ow, pt, pl = conv2d_geometry(x.shape, w.shape, strides, padding)
@@ -301,15 +275,13 @@ def conv2d_forward(x, w, b, strides=1, padding="valid"):
     n = x.shape[0]
     x = np.ascontiguousarray(x)
     w2 = np.ascontiguousarray(w).reshape(kh * kw * cin, cout)
-    cols = _scratch("cols", n * oh * ow, kh * kw * cin, x.dtype)
+    cols = recycled_empty((n * oh * ow, kh * kw * cin), x.dtype)
     y = recycled_empty((n, oh, ow, cout), x.dtype)
     _gather_and_multiply(
         x, w2, np.ascontiguousarray(b), kh, kw, strides, pt, pl, oh, ow, cols,
         y.reshape(n * oh * ow, cout),
     )
-    # The backward pass gathers the patches again (cheaper than keeping them: see
-    # SCRATCH_MAX_BYTES), so the cache holds the input itself.
-    return y, (x, strides, pt, pl, oh, ow)
+    return y, (cols, x.shape, strides, pt, pl, oh, ow)
 
 
 def conv2d_backward(w, cache, dy, need_dx=True, dw=None, db=None):
@@ -332,12 +304,12 @@ def conv2d_backward(w, cache, dy, need_dx=True, dw=None, db=None):
     db : ndarray, shape (out_channels,)
     dx : ndarray, shape (batch, height, width, in_channels), or None if not ``need_dx``
     """
-    x, s, pt, pl, oh, ow = cache
+    cols, x_shape, s, pt, pl, oh, ow = cache
     kh, kw, cin, cout = w.shape
-    expected = (x.shape[0], oh, ow, cout)
+    expected = (x_shape[0], oh, ow, cout)
     if dy.shape != expected:
         raise InputError(f"conv2d dy must have shape {expected}, got shape {dy.shape}")
-    dtype = x.dtype
+    dtype = cols.dtype
     dy2 = np.ascontiguousarray(dy, dtype=dtype).reshape(-1, cout)
     w2 = np.ascontiguousarray(w).reshape(kh * kw * cin, cout)
     dw_out, db_out = dw, db
@@ -345,15 +317,13 @@ def conv2d_backward(w, cache, dy, need_dx=True, dw=None, db=None):
         dw = np.empty(w.shape, dtype=dtype)  # dw.reshape below must be a view
     if db is None or db.dtype != dtype:
         db = np.empty(cout, dtype=dtype)
-    rows = dy2.shape[0]
-    cols = _scratch("cols", rows, kh * kw * cin, dtype)
     if need_dx:
-        dcols = _scratch("dcols", rows, kh * kw * cin, dtype)
-        dx = recycled_empty(x.shape, dtype)
+        dcols = recycled_empty(cols.shape, dtype)
+        dx = recycled_empty(x_shape, dtype)
     else:
         dcols = np.empty((0, 0), dtype=dtype)
         dx = np.empty((0, 0, 0, 0), dtype=dtype)
-    _backward(x, w2, dy2, dw.reshape(w2.shape), db, kh, kw, s, pt, pl, oh, ow, cols, dcols, dx,
+    _backward(cols, w2, dy2, dw.reshape(w2.shape), db, kh, kw, s, pt, pl, oh, ow, dcols, dx,
               need_dx)
     if dw_out is not None and dw_out is not dw:
         dw_out[...] = dw
