@@ -25,6 +25,10 @@ def assert_gradients_match(errors):
     assert all(err <= TOLERANCE for err in errors.values()), errors
 
 
+def layer_size(layer):
+    return ParamLayout(layer.param_shapes()).size
+
+
 @SETTINGS
 @given(
     batch=st.integers(1, 3),
@@ -44,12 +48,9 @@ def test_conv2d_gradients(batch, height, width, cin, cout, kernel, stride, paddi
     layer = Conv2d(cin, cout, kernel, strides=stride, padding=padding)
     x = rng.standard_normal((batch, height, width, cin))
     assert_gradients_match(check_layer(layer, x, rng))
-    y, _ = layer.forward(ParamLayout(layer.param_shapes()).views(np.zeros(layer_size(layer))), x)
-    assert y.shape[1:] == layer.output_shape(x.shape[1:])
-
-
-def layer_size(layer):
-    return ParamLayout(layer.param_shapes()).size
+    params = ParamLayout(layer.param_shapes()).views(np.zeros(layer_size(layer)))
+    y, _ = layer.forward(params, x)
+    assert y.shape == (batch,) + layer.output_shape(x.shape[1:])
 
 
 @SETTINGS
