@@ -4,7 +4,8 @@ from . import data, experiment, fewshot, lake, sine
 
 
 def register_train(subparsers):
-    p = subparsers.add_parser("train", help="meta-train a few-shot classifier (omniglot, miniimagenet)",
+    p = subparsers.add_parser("train",
+                              help="meta-train a few-shot classifier (omniglot, miniimagenet)",
                               description="Meta-train a few-shot classifier.")
     sub = p.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     for dataset in fewshot.DATASETS:

@@ -220,7 +220,8 @@ OMNIGLOT = FewShotDataset(
     split_help="which characters to evaluate on")
 
 MINIIMAGENET = FewShotDataset(
-    name="miniimagenet", model=miniimagenet_cnn, add_data_arguments=_add_miniimagenet_arguments,
+    name="miniimagenet", model=miniimagenet_cnn,
+    add_data_arguments=_add_miniimagenet_arguments,
     load=_miniimagenet_splits, final=("train", "val", "test"), everything="all",
     describe=lambda s: ", ".join(f"{len(c)} {n} classes" for n, c in s.items()),
     train_help="meta-train the Mini-ImageNet CNN (the reference's run_miniimagenet.py)",
