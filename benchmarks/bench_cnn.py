@@ -141,6 +141,8 @@ def initial_params():
 
 
 def worker_minireptile_step(args):
+    import numpy as np
+
     from minireptile.optim import Adam
 
     model, phi = initial_params()
@@ -148,11 +150,12 @@ def worker_minireptile_step(args):
     for batch in STEP_BATCHES:
         x, y = step_data(batch)
         params = phi.copy()
+        grad = np.empty_like(params)  # reused across steps, as the few-shot inner loop does
         opt = Adam(1e-3, beta1=0.0)
 
         def step():
-            _, g = model.loss_and_grad(params, x, y)
-            opt.step(params, g)
+            model.loss_and_grad(params, x, y, out=grad)
+            opt.step(params, grad)
 
         result[str(batch)] = median_seconds(step, step_repeats(args, batch), warmup=10)
     result["rss_mib"] = peak_rss_mib()
@@ -299,7 +302,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=5,
                         help="alternating rounds of the step comparison")
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="set glibc malloc tunables (both sides) so freed activations are "
@@ -313,6 +316,7 @@ def main():
         print(json.dumps(WORKERS[args.worker](args)))
         return
 
+    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"threads: {args.threads} (BLAS, OpenMP, Numba and torch.set_num_threads); "
           f"medians over {args.repeats} repeats; glibc malloc "
           f"{'tuned to keep freed memory' if args.keep_freed_memory else 'defaults'}")
@@ -364,6 +368,7 @@ def main():
     for shape, t in run_worker("fusion", args).items():
         print(f"    {shape:>14}: fused {t['fused'] * 1e3:6.3f} ms   separate ReLU layer "
               f"{t['separate'] * 1e3:6.3f} ms   ratio {t['separate'] / t['fused']:4.2f}x")
+    print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
