@@ -42,6 +42,7 @@ def pool_geometry(x_shape, pool_size, strides, padding):
 def _forward(x, k, s, pt, pl, y, arg):
     n, h, w, c = x.shape
     _, oh, ow, _ = y.shape
+    # Channels innermost: each window cell is one contiguous run of c values (vectorises).
     for b in range(n):
         for i in range(oh):
             i0 = max(i * s - pt, 0)
@@ -49,17 +50,20 @@ def _forward(x, k, s, pt, pl, y, arg):
             for j in range(ow):
                 j0 = max(j * s - pl, 0)
                 j1 = min(j * s - pl + k, w)
+                first = (i0 * w + j0) * c
                 for ch in range(c):
-                    best = x[b, i0, j0, ch]
-                    where = (i0 * w + j0) * c + ch
-                    for ii in range(i0, i1):
-                        for jj in range(j0, j1):
+                    y[b, i, j, ch] = x[b, i0, j0, ch]
+                    arg[b, i, j, ch] = first + ch
+                for ii in range(i0, i1):
+                    for jj in range(j0, j1):
+                        if ii == i0 and jj == j0:
+                            continue
+                        where = (ii * w + jj) * c
+                        for ch in range(c):
                             v = x[b, ii, jj, ch]
-                            if v > best:
-                                best = v
-                                where = (ii * w + jj) * c + ch
-                    y[b, i, j, ch] = best
-                    arg[b, i, j, ch] = where
+                            if v > y[b, i, j, ch]:  # strict: the first maximum keeps the tie
+                                y[b, i, j, ch] = v
+                                arg[b, i, j, ch] = where + ch
 
 
 @njit(cache=True)
