@@ -76,6 +76,7 @@ class Adam:
         self.m = None
         self.v = None
         self.t = 0
+        self._work = None
 
     def step(self, params, grad, lr=None):
         """One update in place; ``lr`` overrides the configured rate for this step."""
@@ -87,14 +88,30 @@ class Adam:
                 )
             self.m = np.zeros_like(params)
             self.v = np.zeros_like(params)
+        if self._work is None or self._work.shape != params.shape or \
+                self._work.dtype != params.dtype:
+            self._work = np.empty_like(params)
         self.t += 1
         lr = self.lr if lr is None else lr
-        self.m *= self.beta1
-        self.m += (1 - self.beta1) * grad
+        # In place, through one work array: this runs every inner step, and fresh temporaries
+        # of the parameters' size cost page faults.
+        work = self._work
+        if self.beta1 == 0:
+            np.copyto(self.m, grad)
+        else:
+            self.m *= self.beta1
+            np.multiply(grad, 1 - self.beta1, out=work)
+            self.m += work
+        np.multiply(grad, grad, out=work)
+        work *= 1 - self.beta2
         self.v *= self.beta2
-        self.v += (1 - self.beta2) * grad * grad
+        self.v += work
         lr_t = lr * math.sqrt(1 - self.beta2**self.t) / (1 - self.beta1**self.t)
-        params -= (lr_t * self.m / (np.sqrt(self.v) + self.eps)).astype(params.dtype, copy=False)
+        np.sqrt(self.v, out=work)
+        work += self.eps
+        np.divide(self.m, work, out=work)
+        work *= lr_t
+        params -= work
 
     def state_dict(self):
         """``{"m", "v", "t"}`` (moments are empty arrays before the first step)."""
