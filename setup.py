@@ -1,6 +1,6 @@
 """Install minireptile; the top-level ``kernels/`` folder becomes ``minireptile.kernels``."""
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="minireptile",
@@ -13,7 +13,7 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=["minireptile", "minireptile.nn", "minireptile.data", "minireptile.kernels"],
+    packages=find_packages(include=["minireptile", "minireptile.*"]) + ["minireptile.kernels"],
     package_dir={"minireptile.kernels": "kernels"},
     install_requires=[
         "numpy>=1.24",
