@@ -75,12 +75,14 @@ def omniglot_cnn(num_classes, dtype=np.float32, image_size=28, filters=64):
 def miniimagenet_cnn(num_classes, dtype=np.float32, image_size=84, filters=32):
     """The reference Mini-ImageNet network.
 
-    ``(batch, 84, 84, 3)`` → 4 × [conv ``filters``×3×3, stride 1, ``same`` → max-pool 2×2,
-    stride 2, ``same`` → batch norm → ReLU] (84 → 42 → 21 → 11 → 6) → flatten (6·6·32 =
+    ``(batch, 84, 84, 3)`` → 4 × [conv ``filters``×3×3, stride 1, ``same`` → batch norm →
+    max-pool 2×2, stride 2, ``same`` → ReLU] (84 → 42 → 21 → 11 → 6) → flatten (6·6·32 =
     1152) → dense ``num_classes``.
 
-    The block order, max-pool *before* batch norm, is the reference's (``models.py``): the
-    batch statistics are taken over the pooled activations.
+    Batch norm comes before pooling, as in the reference's current ``models.py`` (an early
+    version pooled first): its statistics are those of the full-resolution activations. The
+    ReLU is fused into the batch norm, ahead of the pooling: max-pooling and ReLU commute
+    (both are monotone and the padding never wins), so the output is the same.
 
     Parameters
     ----------
@@ -102,8 +104,8 @@ def miniimagenet_cnn(num_classes, dtype=np.float32, image_size=84, filters=32):
     channels = 3
     for _ in range(BLOCKS):
         layers.append(Conv2d(channels, filters, 3, strides=1, padding="same"))
-        layers.append(MaxPool2d(2, strides=2, padding="same"))
         layers.append(BatchNorm2d(filters, relu=True))
+        layers.append(MaxPool2d(2, strides=2, padding="same"))
         channels = filters
     input_shape = (image_size, image_size, 3)
     network = _with_head(layers, input_shape, num_classes)

@@ -4,12 +4,15 @@ Every variant meta-trains the Omniglot network with inner SGD and evaluates one 
 the training and of the test characters after every iteration (25-example batches, 5 inner
 steps), exactly as the reference's ``run_omniglot.py ... --eval-interval 1`` commands:
 
-    shared: --sgd --seed 0 --inner-batch 25 --learning-rate 0.0003 --meta-step-final 0
+    shared: --sgd --seed 0 --inner-batch 25 --learning-rate 0.003 --meta-step-final 0
             --eval-batch 25 --eval-iters 5 --eval-interval 1
     per variant: --inner-iters k --train-shots 5k --meta-step 0.25, with the gradients
             combined as named (the reference expresses the averages "(g1+…+gk)/k" as Reptile
             with meta-step 0.25/k; here they are weights 1/k with meta-step 0.25, the same
             update)
+
+The learning rate is 0.003: versions of that README give 0.003 and 0.0003, and with 0.0003 a
+run of a few hundred iterations barely leaves chance (``--learning-rate`` sets it).
 
 Each variant is an ordinary training run in ``<out>/<variant>/`` (checkpoint and metrics), so
 an interrupted experiment continues where it stopped when started again.
@@ -25,7 +28,7 @@ import numpy as np
 from .combinations import parse_combination
 from .training import METRICS_FILE, Run, TrainConfig, train
 
-SHARED = dict(sgd=True, inner_batch=25, learning_rate=0.0003, meta_step=0.25,
+SHARED = dict(sgd=True, inner_batch=25, learning_rate=0.003, meta_step=0.25,
               meta_step_final=0.0, eval_batch=25, eval_iters=5, eval_interval=1,
               classes=5, shots=5)
 
