@@ -46,10 +46,13 @@ def load_npz(path):
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
+        raw = arrays.pop("__metadata__", None)
+        metadata = json.loads(raw.tobytes().decode()) if raw is not None else {}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+        # (json's and the decoder's errors are ValueErrors too)
         raise InputError(
             f"checkpoint {path!r} is not a readable .npz file ({err}); it may be truncated"
         ) from None
-    raw = arrays.pop("__metadata__", None)
-    metadata = json.loads(raw.tobytes().decode()) if raw is not None else {}
+    if not isinstance(metadata, dict):
+        raise InputError(f"checkpoint {path!r} has malformed metadata")
     return arrays, metadata

@@ -40,6 +40,10 @@ def main(argv=None):
     except InputError as err:
         print(f"minireptile: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # unwritable folder, full disk, a file where a folder should be
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"minireptile: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("minireptile: interrupted", file=sys.stderr)
         return 130

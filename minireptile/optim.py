@@ -6,6 +6,7 @@ is explicit: :meth:`state_dict` returns plain arrays and numbers for checkpoints
 """
 
 import math
+import numbers
 
 import numpy as np
 
@@ -13,7 +14,8 @@ from .errors import InputError
 
 
 def _check_positive(name, value):
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if (not isinstance(value, numbers.Real) or isinstance(value, bool)
+            or not math.isfinite(value) or value <= 0):
         raise InputError(f"{name} must be a positive number, got {value!r}")
 
 
@@ -63,7 +65,7 @@ class Adam:
         _check_positive("learning rate", lr)
         _check_positive("eps", eps)
         for name, beta in (("beta1", beta1), ("beta2", beta2)):
-            if not isinstance(beta, (int, float)) or not 0 <= beta < 1:
+            if not isinstance(beta, numbers.Real) or isinstance(beta, bool) or not 0 <= beta < 1:
                 raise InputError(f"Adam {name} must be in [0, 1), got {beta!r}")
         self.lr = lr
         self.beta1 = beta1

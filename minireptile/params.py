@@ -64,6 +64,9 @@ class ParamLayout:
             )
         if flat.dtype not in FLOAT_DTYPES:
             raise InputError(f"{what} must be float32 or float64, got dtype {flat.dtype}")
+        if not flat.flags.c_contiguous:
+            raise InputError(f"{what} must be a contiguous array (views of it are handed to the "
+                             f"layers); got strides {flat.strides}, pass a copy")
 
     def describe(self):
         """A table of names, shapes and sizes with the total, one line per tensor."""

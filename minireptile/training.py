@@ -85,6 +85,9 @@ class TrainConfig:
             if self.foml:
                 raise InputError("--combination and --foml exclude each other; "
                                  "--foml is the combination 'last'")
+            if not self.sgd or self.weight_decay != 1:
+                raise InputError("--combination needs --sgd and no --weight-decay: only then "
+                                 "do the inner gradients add up to W − Φ")
             parse_combination(self.combination).coefficients(self.inner_iters)
         make_outer(self.outer)
         for split, classes in (("training", train_classes), ("test", test_classes)):
@@ -188,6 +191,9 @@ class Run:
     def log_metrics(self, record):
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+            # On disk before any later checkpoint says this iteration is done.
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def load_checkpoint(path, model):
@@ -205,10 +211,20 @@ def load_checkpoint(path, model):
     return arrays, meta
 
 
+# Settings that do not change what a run computes, so a resumed run may differ in them.
+RESUMABLE_CHANGES = ("checkpoint_interval",)
+
+
 def train(model, train_classes, test_classes, config, directory, resume=False, progress=True,
-          log=print):
+          log=print, data=None):
     """Meta-train ``model`` on ``train_classes``; evaluate on both splits every
     ``eval_interval`` iterations (as the reference: one task each, accuracy = correct / N).
+
+    Parameters
+    ----------
+    data : dict, optional
+        JSON-able description of the data (sources, split options), stored in the checkpoint
+        and required to be the same on ``resume``.
 
     Returns the :class:`FewShotLearner` (its ``phi`` holds the trained parameters).
     """
@@ -220,12 +236,17 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
         if not run.exists():
             raise InputError(f"nothing to resume: {run.checkpoint_path!r} does not exist; "
                              "drop --resume to start a new run")
-        phi, state, rng_states, start, saved_config, _ = run.load(model)
-        if saved_config != config:
-            changed = [f"{_flag(k)} {v!r} (checkpoint: {getattr(saved_config, k)!r})"
-                       for k, v in config.to_dict().items() if getattr(saved_config, k) != v]
+        phi, state, rng_states, start, saved_config, meta = run.load(model)
+        changed = [f"{_flag(k)} {v!r} (checkpoint: {getattr(saved_config, k)!r})"
+                   for k, v in config.to_dict().items()
+                   if getattr(saved_config, k) != v and k not in RESUMABLE_CHANGES]
+        saved_data = meta["extra"].get("data")
+        if data is not None and saved_data is not None and saved_data != data:
+            changed.append(f"the data {data} (checkpoint: {saved_data})")
+        if changed:
             raise InputError("--resume needs the run's original settings; changed: "
                              + ", ".join(changed))
+        progress_state = meta["extra"].get("progress", {})
         learner = make_learner(model, phi.copy(), config)
         learner.load_state_dict(state)
         train_rng.bit_generator.state = rng_states[0]
@@ -240,6 +261,7 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
             os.remove(run.metrics_path)  # left by a run that never reached its first checkpoint
         learner = make_learner(model, model.init_params(train_rng), config)
         start = 0
+        progress_state = {}
     rngs = (train_rng, eval_rng)
 
     bar = None
@@ -248,8 +270,10 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
 
         bar = tqdm(total=config.meta_iters, initial=start, desc="meta-training", unit="it",
                    mininterval=0.5)
-    started = time.perf_counter()
-    recent_loss = []
+    # Carried through checkpoints so a resumed run logs exactly what an uninterrupted one does
+    # (only the wall-clock seconds differ).
+    recent_loss = list(progress_state.get("recent_loss", []))
+    started = time.perf_counter() - progress_state.get("seconds", 0.0)
     for iteration in range(start, config.meta_iters):
         step = linear_schedule(config.meta_step, config.meta_step_final, iteration,
                                config.meta_iters)
@@ -274,7 +298,9 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
                                 loss=f"{record['inner_loss']:.3f}", refresh=False)
         done = iteration + 1
         if done % config.checkpoint_interval == 0 or done == config.meta_iters:
-            run.save(model, learner, rngs, done, config)
+            extra = {"data": data, "progress": {
+                "recent_loss": recent_loss, "seconds": time.perf_counter() - started}}
+            run.save(model, learner, rngs, done, config, extra)
         if bar is not None:
             bar.update(1)
     if bar is not None:

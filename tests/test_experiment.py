@@ -46,9 +46,12 @@ def test_short_run_writes_curves_plot_and_table(tmp_path, synthetic_omniglot, ca
 @pytest.mark.parametrize("extra, message", [
     (["experiment", "gradient-combinations", "--combinations", "g1,g5x"],
      "unknown gradient combination 'g5x'"),
-    (["train", "omniglot", "--combination", "g1+g3", "--inner-iters", "2"],
+    (["train", "omniglot", "--sgd", "--combination", "g1+g3", "--inner-iters", "2"],
      "needs at least 3 inner steps, got --inner-iters 2"),
-    (["train", "omniglot", "--combination", "sideways"], "unknown gradient combination"),
+    (["train", "omniglot", "--sgd", "--combination", "sideways"],
+     "unknown gradient combination"),
+    (["train", "omniglot", "--combination", "g1+g2", "--inner-iters", "2"],
+     "--combination needs --sgd"),
 ])
 def test_bad_combinations_exit_2_with_one_line(tmp_path, synthetic_omniglot, capsys, extra,
                                                message):

@@ -251,6 +251,48 @@ def test_run_killed_mid_way_resumes_bit_identically(tmp_path, synthetic_omniglot
     assert a.keys() == b.keys()
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-    metrics = lambda d: [json.loads(x)["test_accuracy"]  # noqa: E731
-                         for x in (d / "metrics.jsonl").read_text().splitlines()]
+    def metrics(folder):
+        records = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+        for r in records:
+            del r["seconds"]
+        return records
+
     assert metrics(tmp_path / "straight") == metrics(killed_dir)
+
+
+def _train_args(data, checkpoint, *extra):
+    return ["train", "omniglot", "--data", str(data), "--num-train", "8", "--classes", "3",
+            "--shots", "1", "--train-shots", "2", "--inner-batch", "4", "--inner-iters", "1",
+            "--meta-iters", "2", "--eval-iters", "1", "--eval-samples", "0",
+            "--checkpoint", str(checkpoint), "--no-progress", *extra]
+
+
+def test_command_line_guards_finished_work(tmp_path, synthetic_omniglot, capsys):
+    from minireptile.cli import main
+
+    run = tmp_path / "run"
+    assert main(_train_args(synthetic_omniglot, run, "--cache-dir", str(tmp_path))) == 0
+    before = (run / "checkpoint.npz").read_bytes()
+    cases = [
+        # a new run into a finished one
+        (_train_args(synthetic_omniglot, run), "already holds a run"),
+        # resuming with other data
+        (_train_args(synthetic_omniglot, run, "--resume", "--num-train", "6"), "the data"),
+        # --pretrained with another seed would evaluate on another character split
+        (_train_args(synthetic_omniglot, run, "--pretrained", "--seed", "3"), "--seed 0"),
+        # a file where the run folder should be: an OSError, reported in one line
+        (_train_args(synthetic_omniglot, tmp_path / "run" / "checkpoint.npz"), "checkpoint.npz"),
+    ]
+    for args, message in cases:
+        capsys.readouterr()
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert (run / "checkpoint.npz").read_bytes() == before
+
+
+def test_non_contiguous_parameters_are_rejected():
+    model = tiny_model()
+    phi = np.repeat(model.init_params(np.random.default_rng(0))[:, None], 2, axis=1)[:, 0]
+    with pytest.raises(InputError, match="contiguous"):
+        model.predict(phi, np.zeros((2, 1, 4)))

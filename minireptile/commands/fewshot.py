@@ -235,10 +235,11 @@ MINIIMAGENET = FewShotDataset(
 DATASETS = (OMNIGLOT, MINIIMAGENET)
 
 
-def _final_evaluation(learner, config, splits, names, num_samples, progress):
+def _final_evaluation(learner, config, splits, names, num_samples, progress, eval_seed=None):
     """Print ``<Split> accuracy: mean ± half-width`` for each split in ``names``, in order,
-    all drawing from one evaluation generator (seeded ``seed + 1``)."""
-    _, eval_rng, _ = generators(config.seed + 1)
+    all drawing from one evaluation generator (seeded ``eval_seed``, by default the run's
+    seed + 1)."""
+    _, eval_rng, _ = generators(config.seed + 1 if eval_seed is None else eval_seed)
     for name in names:
         mean, half, _ = evaluate_accuracy(
             learner, splits[name], config.classes, config.shots, config.eval_batch,
@@ -257,17 +258,31 @@ def run_train(args):
     model = dataset.model(config.classes)
     print(model.describe())
     if args.pretrained:
-        learner = _restore(args.checkpoint, model)
-        config = _stored_config(args.checkpoint, model)
+        # As the reference's --pretrained: the stored weights, evaluated with this command's
+        # settings. The split must be the run's, so the seed must be too.
+        stored = _stored_config(args.checkpoint, model)
+        if stored.seed != config.seed:
+            raise InputError(f"the run in {args.checkpoint!r} was trained with --seed "
+                             f"{stored.seed}, which also chose its character split; pass "
+                             f"--seed {stored.seed}")
+        learner = _restore(args.checkpoint, model, config)
     else:
         start = time.perf_counter()
         learner = train(model, train_classes, test_classes, config, args.checkpoint,
-                        resume=args.resume, progress=progress)
+                        resume=args.resume, progress=progress, data=_data_description(args))
         print(f"training took {time.perf_counter() - start:.1f} s; run saved in "
               f"{os.path.join(args.checkpoint, CHECKPOINT_FILE)}")
     if args.eval_samples:
         _final_evaluation(learner, config, splits, dataset.final, args.eval_samples, progress)
     return 0
+
+
+def _data_description(args):
+    """What the run's classes were drawn from, stored with it and checked on resume."""
+    sources = args.data if isinstance(args.data, list) else [args.data]
+    return {"sources": [os.path.abspath(p) for p in sources],
+            "num_train": getattr(args, "num_train", None),
+            "train_alphabet": getattr(args, "train_alphabet", None)}
 
 
 def _checkpoint_file(path):
@@ -282,10 +297,14 @@ def _stored_config(path, model):
 def _restore(path, model, config=None):
     """A learner holding the checkpoint's Φ and inner-optimiser state."""
     arrays, meta = load_checkpoint(_checkpoint_file(path), model)
-    config = config or TrainConfig.from_dict(meta["config"])
+    stored = TrainConfig.from_dict(meta["config"])
+    config = config or stored
     learner = make_learner(model, arrays["phi"].copy(), config)
-    learner.load_state_dict({k[len("state."):]: v for k, v in arrays.items()
-                             if k.startswith("state.")})
+    # Evaluating with the other inner optimiser (--sgd on an Adam run, or the reverse) starts
+    # it fresh: there are no moments to carry over.
+    if config.sgd == stored.sgd and config.outer == stored.outer:
+        learner.load_state_dict({k[len("state."):]: v for k, v in arrays.items()
+                                 if k.startswith("state.")})
     return learner
 
 
@@ -308,7 +327,9 @@ def eval_config(args, dataset):
                          "network")
     model = dataset.model(classes)
     stored = _stored_config(args.checkpoint, model).to_dict()
-    for name in ("seed", "shots", "inner_batch", "inner_iters", "replacement", "learning_rate",
+    # Not the seed: it chose the run's character split, which evaluation must reuse; --seed
+    # here seeds the evaluation tasks only.
+    for name in ("shots", "inner_batch", "inner_iters", "replacement", "learning_rate",
                  "eval_batch", "eval_iters", "weight_decay", "transductive", "sgd"):
         value = getattr(args, name, None)
         if value is not None:
@@ -326,5 +347,6 @@ def run_eval(args):
           f"{config.eval_iters} fine-tuning steps of {config.eval_batch}, "
           f"{'transductive' if config.transductive else 'non-transductive'}")
     chosen = dataset.final if args.split == dataset.everything else (args.split,)
-    _final_evaluation(learner, config, splits, chosen, args.eval_samples, progress)
+    _final_evaluation(learner, config, splits, chosen, args.eval_samples, progress,
+                      eval_seed=args.seed)
     return 0

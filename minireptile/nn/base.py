@@ -68,6 +68,12 @@ class Sequential(Layer):
             [(local, prefix + local) for local, _ in layer.param_shapes()]
             for prefix, layer in zip(self.prefixes, self.layers)
         ]
+        # Layer i must pass a gradient back only if a layer before it has parameters (or the
+        # caller wants dL/dx): the Omniglot network's first convolution follows a Reshape,
+        # and its input gradient would be an image-sized product computed for nothing.
+        self._upstream_params = [
+            any(self._local_params[j] for j in range(i)) for i in range(len(self.layers))
+        ]
 
     def param_shapes(self):
         return [
@@ -105,8 +111,10 @@ class Sequential(Layer):
 
     def backward(self, params, cache, dy, grads, need_dx=True):
         for i in range(len(self.layers) - 1, -1, -1):
-            want_dx = need_dx or i > 0
+            want_dx = need_dx or self._upstream_params[i]
             dy = self.layers[i].backward(params[i], cache[i], dy, grads[i], want_dx)
+            if dy is None:
+                return None
         return dy
 
     def __repr__(self):
