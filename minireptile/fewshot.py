@@ -180,17 +180,35 @@ class FewShotLearner:
         The optimiser state and Φ are left exactly as they were.
         """
         task = sample_eval_task(classes, num_classes, num_shots, rng)
+        predictions = self.finetune_and_predict(task.support, task.query.images, eval_batch,
+                                                eval_iters, rng, transductive)
+        return int(np.sum(predictions == task.query.labels))
+
+    def finetune_and_predict(self, support, query_images, eval_batch, eval_iters, rng,
+                             transductive=False):
+        """Fine-tune a copy of Φ on ``support`` and predict the labels of ``query_images``.
+
+        Parameters
+        ----------
+        support : Task
+            Images (n, *input_shape) and labels (n,).
+        query_images : ndarray, shape (n_query, *input_shape)
+
+        Returns
+        -------
+        ndarray of int64, shape (n_query,)
+
+        Φ and the optimiser state are left exactly as they were.
+        """
         saved = self.optimizer.state_dict()
         try:
             w = self.phi.copy()
-            for batch in mini_batches(task.support, eval_batch, eval_iters,
-                                      self.inner.replacement, rng):
+            for batch in mini_batches(support, eval_batch, eval_iters, self.inner.replacement,
+                                      rng):
                 self._step(w, batch)
-            predictions = self.predict_queries(w, task.support.images, task.query.images,
-                                               transductive)
+            return self.predict_queries(w, support.images, query_images, transductive)
         finally:
             self.optimizer.load_state_dict(saved)
-        return int(np.sum(predictions == task.query.labels))
 
     def predict_queries(self, w, support_images, query_images, transductive):
         """Predicted labels of the queries after fine-tuning, shape (n_query,)."""

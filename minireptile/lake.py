@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import InputError
 from .stats import mean_and_interval
-from .tasks import Task, mini_batches
+from .tasks import Task
 
 # Published error rates on the 20 runs (Lake, Salakhutdinov & Tenenbaum 2015; Koch et al.
 # 2015), for comparison tables.
@@ -47,17 +47,9 @@ def evaluate_runs(learner, runs, eval_batch, eval_iters, rng, transductive):
                 f"run {run.name} is {classes}-way but the network has {outputs} outputs; "
                 f"evaluate a network trained with --classes {classes}"
             )
-        saved = learner.optimizer.state_dict()
-        try:
-            w = learner.phi.copy()
-            support = Task(run.train_images, run.train_labels)
-            for batch in mini_batches(support, eval_batch, eval_iters,
-                                      learner.inner.replacement, rng):
-                learner._step(w, batch)
-            predicted = learner.predict_queries(w, run.train_images, run.test_images,
-                                                transductive)
-        finally:
-            learner.optimizer.load_state_dict(saved)
+        predicted = learner.finetune_and_predict(Task(run.train_images, run.train_labels),
+                                                 run.test_images, eval_batch, eval_iters, rng,
+                                                 transductive)
         results.append((run.name, float(np.mean(predicted != run.test_labels))))
     return results
 

@@ -318,28 +318,31 @@ def _peek_classes(path):
     return int(meta["config"]["classes"])
 
 
-def eval_config(args, dataset):
-    """The checkpoint's configuration with the flags the user gave laid over it."""
-    classes = _peek_classes(args.checkpoint)
-    if args.classes is not None and args.classes != classes:
-        raise InputError(f"the checkpoint's network classifies {classes} classes, got "
-                         f"--classes {args.classes}; omit --classes or train a {args.classes}-way "
-                         "network")
-    model = dataset.model(classes)
-    stored = _stored_config(args.checkpoint, model).to_dict()
-    # Not the seed: it chose the run's character split, which evaluation must reuse; --seed
-    # here seeds the evaluation tasks only.
-    for name in ("shots", "inner_batch", "inner_iters", "replacement", "learning_rate",
-                 "eval_batch", "eval_iters", "weight_decay", "transductive", "sgd"):
-        value = getattr(args, name, None)
-        if value is not None:
-            stored[name] = value
+EVAL_OVERRIDES = ("shots", "inner_batch", "inner_iters", "replacement", "learning_rate",
+                  "eval_batch", "eval_iters", "weight_decay", "transductive", "sgd")
+
+
+def eval_config(checkpoint, dataset, overrides, classes=None):
+    """The network and the checkpoint's configuration with ``overrides`` laid over it.
+
+    ``overrides`` maps names of :data:`EVAL_OVERRIDES` to values (None: keep the stored one).
+    Not the seed: it chose the run's character split, which evaluation must reuse.
+    """
+    stored_classes = _peek_classes(checkpoint)
+    if classes is not None and classes != stored_classes:
+        raise InputError(f"the checkpoint's network classifies {stored_classes} classes, got "
+                         f"--classes {classes}; omit --classes or train a {classes}-way network")
+    model = dataset.model(stored_classes)
+    stored = _stored_config(checkpoint, model).to_dict()
+    stored.update({k: v for k, v in overrides.items() if v is not None})
     return model, TrainConfig.from_dict(stored).validate()
 
 
 def run_eval(args):
     dataset = args.few_shot
-    model, config = eval_config(args, dataset)
+    model, config = eval_config(args.checkpoint, dataset,
+                                {name: getattr(args, name) for name in EVAL_OVERRIDES},
+                                classes=args.classes)
     progress = not args.no_progress
     splits = dataset.load(args, config.seed, progress)
     learner = _restore(args.checkpoint, model, config)

@@ -31,9 +31,9 @@ def register_eval(sub):
 
 def run(args):
     runs = load_lake_runs(args.runs)
-    overrides = argparse_namespace(eval_batch=args.eval_batch, eval_iters=args.eval_iters,
-                                   transductive=args.transductive, checkpoint=args.checkpoint)
-    model, config = eval_config(overrides, OMNIGLOT)
+    model, config = eval_config(args.checkpoint, OMNIGLOT, {
+        "eval_batch": args.eval_batch, "eval_iters": args.eval_iters,
+        "transductive": args.transductive})
     learner = _restore(args.checkpoint, model, config)
     print(f"{len(runs)} runs; fine-tuning {config.eval_iters} steps of {config.eval_batch}, "
           f"{'transductive' if config.transductive else 'non-transductive'}")
@@ -49,12 +49,3 @@ def run(args):
                       for who, *rates in PUBLISHED))
     return 0
 
-
-def argparse_namespace(**values):
-    """The options :func:`eval_config` reads, with everything else left to the checkpoint."""
-    import argparse
-
-    base = dict.fromkeys(("classes", "seed", "shots", "inner_batch", "inner_iters",
-                          "replacement", "learning_rate", "weight_decay", "sgd"))
-    base.update(values)
-    return argparse.Namespace(**base)
