@@ -231,6 +231,7 @@ class FewShotLearner:
         self.optimizer.load_state_dict(_strip(state, "inner."))
         self.outer.load_state_dict(_strip(state, "outer."))
 
+
 def evaluate_accuracy(learner, classes, num_classes, num_shots, eval_batch, eval_iters,
                       num_samples, rng, transductive=False, progress=False):
     """Mean accuracy over ``num_samples`` new tasks, with the 95% interval's half-width.

@@ -153,7 +153,6 @@ class Model:
         )
         return loss, out
 
-
     def sgd_steps(self, params, x, y, batches, lr):
         """Plain SGD on a sequence of mini-batches, updating ``params`` in place.
 

@@ -2,22 +2,24 @@
 
 from .activations import ReLU, Tanh
 from .base import Layer, Sequential
+from .batchnorm import BatchNorm2d
+from .conv import Conv2d
 from .linear import Linear
 from .losses import MeanSquaredError, SoftmaxCrossEntropy
+from .pool import MaxPool2d
+from .reshape import Flatten, Reshape
 
 __all__ = [
+    "BatchNorm2d",
+    "Conv2d",
+    "Flatten",
     "Layer",
     "Linear",
+    "MaxPool2d",
     "MeanSquaredError",
     "ReLU",
+    "Reshape",
     "Sequential",
     "SoftmaxCrossEntropy",
     "Tanh",
 ]
-
-from .batchnorm import BatchNorm2d  # noqa: E402
-from .conv import Conv2d  # noqa: E402
-from .pool import MaxPool2d  # noqa: E402
-from .reshape import Flatten, Reshape  # noqa: E402
-
-__all__ += ["BatchNorm2d", "Conv2d", "Flatten", "MaxPool2d", "Reshape"]
