@@ -35,6 +35,11 @@ def add_omniglot_arguments(parser):
     parser.add_argument("--train-alphabet", action="append", metavar="NAME",
                         help="split by alphabet instead: this alphabet trains (repeatable), "
                              "all others test")
+    add_cache_arguments(parser)
+
+
+def add_cache_arguments(parser):
+    """``--cache-dir`` and ``--no-cache``, for every command that decodes images."""
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="decoded-image cache (default $MINIREPTILE_CACHE or "
                              "~/.cache/minireptile)")

@@ -26,7 +26,7 @@ from ..reptile import OUTER_OPTIMIZERS
 from ..training import CHECKPOINT_FILE, TrainConfig, generators, make_learner, train
 from ..training import load_checkpoint
 from .args import non_negative_int, positive_float, positive_int
-from .data import add_omniglot_arguments, omniglot_from_args
+from .data import add_cache_arguments, add_omniglot_arguments, omniglot_from_args
 
 DEFAULTS = TrainConfig()
 SPLIT_LABELS = {"train": "Train", "val": "Validation", "test": "Test"}
@@ -191,11 +191,7 @@ def _add_miniimagenet_arguments(parser):
     parser.add_argument("--data", required=True, metavar="ROOT",
                         help="folder holding train/, val/ and test/, each with one folder of "
                              "*.JPEG images per WordNet ID (the reference's layout)")
-    parser.add_argument("--cache-dir", metavar="DIR",
-                        help="decoded-image cache (default $MINIREPTILE_CACHE or "
-                             "~/.cache/minireptile)")
-    parser.add_argument("--no-cache", action="store_true",
-                        help="decode the images every time and write no cache")
+    add_cache_arguments(parser)
 
 
 def _miniimagenet_splits(args, seed, progress):
