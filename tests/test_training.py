@@ -296,3 +296,14 @@ def test_non_contiguous_parameters_are_rejected():
     phi = np.repeat(model.init_params(np.random.default_rng(0))[:, None], 2, axis=1)[:, 0]
     with pytest.raises(InputError, match="contiguous"):
         model.predict(phi, np.zeros((2, 1, 4)))
+
+
+def test_outer_adam_is_selectable_and_changes_the_update(tmp_path):
+    model = tiny_model()
+    classes = vector_classes()
+    quiet = dict(progress=False, log=lambda *_: None)
+    sgd = train(model, classes, classes, small_config(), tmp_path / "sgd", **quiet)
+    adam = train(model, classes, classes, small_config(outer="adam"), tmp_path / "adam", **quiet)
+    assert not np.array_equal(sgd.phi, adam.phi)
+    state = load_npz(tmp_path / "adam" / "checkpoint.npz")[0]
+    assert int(state["state.outer.t"]) == 6      # one outer Adam step per meta-iteration
