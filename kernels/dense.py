@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 # m·k·n multiply-adds at or below which the loop kernels beat BLAS (benchmarks/bench_dense.py).
-LOOP_MAX_FLOPS = 1 << 17
+LOOP_MAX_FLOPS = 1 << 16
 
 # Placeholder passed for dx when the caller does not need it (Numba needs an array).
 _NO_DX = {np.dtype(t): np.empty((0, 0), dtype=t) for t in (np.float32, np.float64)}
@@ -32,6 +32,14 @@ def _matmul_loops(a, b, out):
     often: at these sizes the stores, not the multiplications, set the pace."""
     m, k = a.shape
     n = b.shape[1]
+    if n == 1:
+        # A matrix-vector product: one dot product per row, summed along contiguous rows.
+        for i in range(m):
+            acc = a[i, 0] * 0
+            for p in range(k):
+                acc += a[i, p] * b[p, 0]
+            out[i, 0] = acc
+        return
     k4 = k - k % 4
     for i in range(m):
         for j in range(n):
