@@ -21,6 +21,7 @@ def test_folder_names(name, folder):
 
 
 def test_short_run_writes_curves_plot_and_table(tmp_path, synthetic_omniglot, capsys):
+    pytest.importorskip("matplotlib", reason="plotting is the optional [plot] extra")
     out = tmp_path / "exp"
     args = ["experiment", "gradient-combinations", "--data", str(synthetic_omniglot),
             "--num-train", "10", "--combinations", "g1,(g1+g2)/2,g2", "--meta-iters", "3",

@@ -65,6 +65,7 @@ def test_sine_command_output_and_save(tmp_path, capsys):
 
 
 def test_sine_command_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="plotting is the optional [plot] extra")
     plot = tmp_path / "fit.png"
     status, out, err = run(QUICK + ["--eval-tasks", "0", "--plot", str(plot)], capsys)
     assert status == 0, err
@@ -108,9 +109,10 @@ def test_bad_input_is_one_line_and_status_2(extra, value, capsys):
     assert out == ""  # rejected before any work
 
 
-def test_bad_input_in_a_subprocess_has_no_traceback():
+def test_bad_input_in_a_subprocess_has_no_traceback(tmp_path):
+    # Run outside the source tree, so "-m" imports the installed package.
     proc = subprocess.run([sys.executable, "-m", "minireptile", "sine", "--inner-batch", "51"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "51" in proc.stderr
     assert "Traceback" not in proc.stderr

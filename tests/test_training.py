@@ -217,13 +217,16 @@ def test_run_killed_mid_way_resumes_bit_identically(tmp_path, synthetic_omniglot
               "--eval-iters", "2", "--eval-samples", "0", "--checkpoint-interval", "1",
               "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # Run outside the source tree, so "-m" imports the installed package.
     straight = subprocess.run(_cli(*common, "--checkpoint", str(tmp_path / "straight")),
-                              capture_output=True, text=True, env=env, timeout=600)
+                              capture_output=True, text=True, env=env, cwd=tmp_path,
+                              timeout=600)
     assert straight.returncode == 0, straight.stderr
 
     killed_dir = tmp_path / "killed"
     proc = subprocess.Popen(_cli(*common, "--checkpoint", str(killed_dir)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            cwd=tmp_path)
     checkpoint = killed_dir / "checkpoint.npz"
     deadline = time.time() + 300
     reached = 0
@@ -243,7 +246,8 @@ def test_run_killed_mid_way_resumes_bit_identically(tmp_path, synthetic_omniglot
     assert 10 <= stopped_at < 40
 
     resumed = subprocess.run(_cli(*common, "--checkpoint", str(killed_dir), "--resume"),
-                             capture_output=True, text=True, env=env, timeout=600)
+                             capture_output=True, text=True, env=env, cwd=tmp_path,
+                             timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming {killed_dir} at iteration {stopped_at}" in resumed.stdout
     a = load_npz(tmp_path / "straight" / "checkpoint.npz")[0]
