@@ -70,6 +70,18 @@ class _Recycler(threading.local):
 _RECYCLER = _Recycler()
 
 
+def _free_refcount():
+    """What ``sys.getrefcount`` reports, in :func:`recycled_empty`'s loop, for an array that
+    only the pool holds: 3 on CPython 3.10–3.13 (the list, the loop variable, the argument).
+    Measured with the same loop rather than assumed, since interpreters count differently."""
+    arrays = [np.empty(1)]
+    for a in arrays:
+        return sys.getrefcount(a)
+
+
+_FREE_REFCOUNT = _free_refcount()
+
+
 def recycled_empty(shape, dtype):
     """Like ``np.empty(shape, dtype)`` (C order), reusing a pooled array nobody holds any more."""
     dtype = np.dtype(dtype)
@@ -84,7 +96,7 @@ def recycled_empty(shape, dtype):
         arrays = pool.arrays[key] = []
     pool.arrays.move_to_end(key)
     for a in arrays:
-        if sys.getrefcount(a) == 3:  # the list, the loop variable, getrefcount's argument
+        if sys.getrefcount(a) == _FREE_REFCOUNT:  # no one outside the pool holds it
             return a
     while pool.nbytes + nbytes > RECYCLE_MAX_BYTES and len(pool.arrays) > 1:
         _, stale = pool.arrays.popitem(last=False)  # forget the least recently used shape
