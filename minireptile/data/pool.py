@@ -200,6 +200,11 @@ class ClassSet:
         raw = self.pool.class_images(self.base[i])[np.asarray(which, dtype=np.int64)]
         if self.turns[i]:
             raw = np.rot90(raw, k=int(self.turns[i]), axes=(1, 2))
+        divisor = round(1 / self.pool.scale)
+        if abs(divisor * self.pool.scale - 1) < 1e-12:
+            # A division, as the reference computes bytes / 0xff: multiplying by 1/255
+            # differs from it by an ulp for about half the byte values.
+            return raw.astype(np.float32) / np.float32(divisor)
         return raw.astype(np.float32) * np.float32(self.pool.scale)
 
     def subset(self, rows):
