@@ -157,7 +157,7 @@ def test_non_contiguous_inputs(m, k, n, lx, lw, ldy, strided_b, dtype, seed):
 
 
 def test_slice_of_a_wider_array():
-    """The brief's case: ``a[:, ::2]`` as the input, a transposed view as the weight."""
+    """A strided input (``a[:, ::2]``) with a transposed view as the weight."""
     rng = np.random.default_rng(5)
     for dtype in DTYPES:
         a = rng.standard_normal((9, 14)).astype(dtype)

@@ -3,8 +3,9 @@
 Files come from the Omniglot repository (brendenlake/omniglot, folder ``python/``). Each is
 checked against the size and SHA-256 below before it is used:
 
-* ``images_background_small1.zip`` and ``images_background_small2.zip``: the values recorded
-  in the project's shared data README (sha256 of the files at commit 057f034).
+* ``images_background_small1.zip`` and ``images_background_small2.zip``: the SHA-256 of the
+  files at the repository's commit 057f034 (the TensorFlow Datasets checksum file below lists
+  the same values).
 * ``images_background.zip`` and ``images_evaluation.zip``: the values published in the
   TensorFlow Datasets checksum file ``tensorflow_datasets/url_checksums/omniglot.txt`` for the
   same URLs; the MD5s used by torchvision (``68d2efa1…`` and ``6b91aef0…``) are noted for
