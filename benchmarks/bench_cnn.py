@@ -169,25 +169,7 @@ def worker_torch_step(args):
 
     torch.set_num_threads(args.threads)
 
-    class OmniglotNet(torch.nn.Module):
-        """The reference architecture in torch (NCHW), TF-style ``same`` padding by F.pad."""
-
-        def __init__(self):
-            super().__init__()
-            self.convs = torch.nn.ModuleList(
-                torch.nn.Conv2d(1 if i == 0 else 64, 64, 3, stride=2) for i in range(4))
-            self.norms = torch.nn.ModuleList(
-                torch.nn.BatchNorm2d(64, eps=1e-3, track_running_stats=False) for _ in range(4))
-            self.dense = torch.nn.Linear(256, 5)
-
-        def forward(self, x):
-            h = x[:, None]
-            for conv, norm in zip(self.convs, self.norms):
-                size = h.shape[2]
-                total = max((-(-size // 2) - 1) * 2 + 3 - size, 0)
-                h = F.pad(h, (total // 2, total - total // 2, total // 2, total - total // 2))
-                h = F.relu(norm(conv(h)))
-            return self.dense(h.permute(0, 2, 3, 1).reshape(h.shape[0], -1))
+    from _torch_omniglot import OmniglotNet
 
     # The same initial weights as the minireptile side (read from its flat vector).
     flat = np.load(args.weights)
