@@ -12,7 +12,14 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 from PIL import Image  # noqa: E402
+
+# In CI the property tests draw the same examples every run, so a verdict never depends on
+# the luck of the draw; locally they keep exploring new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def write_synthetic_omniglot(root, alphabets=2, characters=6, drawings=4, seed=0):
