@@ -238,30 +238,33 @@ def mlp_loss_and_grad(params, grad, x, targets, labels, sizes, activation, loss_
     )
 
 
-def mlp_sgd_steps(params, x, targets, labels, batches, lr, sizes, activation, loss_kind):
+def mlp_sgd_steps(params, x, targets, labels, indices, starts, lr, sizes, activation,
+                  loss_kind):
     """Plain SGD steps on the dense network, one per mini-batch, updating ``params`` in place.
 
-    Equivalent to ``for idx in batches: loss_and_grad on (x[idx], ·[idx]); params -= lr·grad``.
+    Equivalent to ``for idx in batches: loss_and_grad on (x[idx], ·[idx]); params -= lr·grad``,
+    with the mini-batches packed end to end: batch ``b`` is
+    ``indices[starts[b]:starts[b + 1]]``.
 
     Parameters
     ----------
     params : ndarray, shape (n_params,), C-contiguous
     x : ndarray, shape (n_examples, sizes[0]), params' dtype
     targets, labels : as for :func:`mlp_loss_and_grad`, over all ``n_examples``
-    batches : sequence of int arrays
-        Example indices of each mini-batch, in order.
+    indices : ndarray of int, shape (total,)
+        Example indices of every mini-batch, in order.
+    starts : ndarray of int64, shape (n_batches + 1,)
+        Where each mini-batch begins in ``indices``; ``starts[-1] == total``.
     lr : float
 
     Returns
     -------
-    losses : ndarray of float64, shape (len(batches),)
+    losses : ndarray of float64, shape (n_batches,)
         The loss of each mini-batch before its step.
     """
-    starts = np.zeros(len(batches) + 1, dtype=np.int64)
-    starts[1:] = np.cumsum([len(b) for b in batches])
-    flat_idx = np.concatenate(batches).astype(np.int64) if batches else np.zeros(0, np.int64)
-    losses = np.empty(len(batches))
+    losses = np.empty(len(starts) - 1)
     rational = params.dtype == np.float32
-    _sgd_steps(params, np.ascontiguousarray(x), targets, labels, flat_idx, starts,
+    _sgd_steps(params, np.ascontiguousarray(x), targets, labels,
+               np.asarray(indices, dtype=np.int64), np.asarray(starts, dtype=np.int64),
                params.dtype.type(lr), sizes, activation, loss_kind, rational, losses)
     return losses

@@ -192,7 +192,9 @@ class Model:
                 f"to {every.max() if every.size else None}"
             )
         if self.fused is not None:
-            return self.fused.sgd_steps(params, x, y, batches, lr)
+            starts = np.zeros(len(sizes) + 1, dtype=np.int64)
+            np.cumsum(sizes, out=starts[1:])
+            return self.fused.sgd_steps(params, x, y, every, starts, lr)
         grad = np.empty_like(params)
         losses = np.empty(len(batches))
         for step, idx in enumerate(batches):

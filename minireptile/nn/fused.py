@@ -53,9 +53,9 @@ class FusedDense:
             params, out, x, targets, labels, self.sizes, self.activation, self.loss_kind
         )
 
-    def sgd_steps(self, params, x, y, batches, lr):
-        """SGD on each mini-batch ``x[idx], y[idx]`` in turn; returns the losses."""
+    def sgd_steps(self, params, x, y, indices, starts, lr):
+        """SGD on each mini-batch ``indices[starts[b]:starts[b + 1]]`` of ``(x, y)`` in turn;
+        returns the losses."""
         targets, labels = self._targets_and_labels(y, params.dtype)
-        return kernel.mlp_sgd_steps(
-            params, x, targets, labels, batches, lr, self.sizes, self.activation, self.loss_kind
-        )
+        return kernel.mlp_sgd_steps(params, x, targets, labels, indices, starts, lr, self.sizes,
+                                    self.activation, self.loss_kind)
