@@ -196,11 +196,16 @@ class Run:
             os.fsync(f.fileno())
 
 
-def load_checkpoint(path, model):
-    """Read a training checkpoint and check that it belongs to ``model``."""
+def read_checkpoint(path):
+    """``(arrays, metadata)`` of a training checkpoint; raises for any other file."""
     arrays, meta = load_npz(path)
-    if meta.get("kind") != "minireptile-train" or "phi" not in arrays:
+    if meta.get("kind") != "minireptile-train" or "phi" not in arrays or "config" not in meta:
         raise InputError(f"{path!r} is not a minireptile training checkpoint")
+    return arrays, meta
+
+
+def check_checkpoint(path, arrays, meta, model):
+    """Raise unless the checkpoint holds ``model``; cast Φ to the model's dtype."""
     if meta["model"] != model.name or meta["model_size"] != model.size:
         raise InputError(
             f"checkpoint {path!r} holds a {meta['model']} with {meta['model_size']} parameters, "
@@ -209,6 +214,12 @@ def load_checkpoint(path, model):
         )
     arrays["phi"] = arrays["phi"].astype(model.dtype, copy=False)
     return arrays, meta
+
+
+def load_checkpoint(path, model):
+    """Read a training checkpoint and check that it belongs to ``model``."""
+    arrays, meta = read_checkpoint(path)
+    return check_checkpoint(path, arrays, meta, model)
 
 
 # Settings that do not change what a run computes, so a resumed run may differ in them.

@@ -10,12 +10,10 @@ import time
 import numpy as np
 import pytest
 
-from minireptile import mlp
 from minireptile.checkpoint import load_npz
 from minireptile.data import ClassSet, ImagePool
 from minireptile.errors import InputError
 from minireptile.fewshot import FewShotLearner, InnerConfig
-from minireptile.optim import SGD
 from minireptile.tasks import Task
 from minireptile.training import TrainConfig, Run, train
 

@@ -17,14 +17,19 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
-
 from ..cnn import miniimagenet_cnn, omniglot_cnn
 from ..errors import InputError
 from ..fewshot import evaluate_accuracy
 from ..reptile import OUTER_OPTIMIZERS
-from ..training import CHECKPOINT_FILE, TrainConfig, generators, make_learner, train
-from ..training import load_checkpoint
+from ..training import (
+    CHECKPOINT_FILE,
+    TrainConfig,
+    check_checkpoint,
+    generators,
+    make_learner,
+    read_checkpoint,
+    train,
+)
 from .args import non_negative_int, positive_float, positive_int
 from .data import add_cache_arguments, add_omniglot_arguments, omniglot_from_args
 
@@ -256,12 +261,13 @@ def run_train(args):
     if args.pretrained:
         # As the reference's --pretrained: the stored weights, evaluated with this command's
         # settings. The split must be the run's, so the seed must be too.
-        stored = _stored_config(args.checkpoint, model)
+        _, arrays, meta = open_run(args.checkpoint, dataset, config.classes)
+        stored = TrainConfig.from_dict(meta["config"])
         if stored.seed != config.seed:
             raise InputError(f"the run in {args.checkpoint!r} was trained with --seed "
                              f"{stored.seed}, which also chose its character split; pass "
                              f"--seed {stored.seed}")
-        learner = _restore(args.checkpoint, model, config)
+        learner = restore_learner(model, arrays, meta, config)
     else:
         start = time.perf_counter()
         learner = train(model, train_classes, test_classes, config, args.checkpoint,
@@ -285,16 +291,25 @@ def _checkpoint_file(path):
     return os.path.join(path, CHECKPOINT_FILE) if os.path.isdir(path) else path
 
 
-def _stored_config(path, model):
-    _, meta = load_checkpoint(_checkpoint_file(path), model)
-    return TrainConfig.from_dict(meta["config"])
+def open_run(path, dataset, classes=None):
+    """A run folder's (or checkpoint file's) network, arrays and metadata, read once.
+
+    ``classes``, when given, must be the number the network was trained for.
+    """
+    path = _checkpoint_file(path)
+    arrays, meta = read_checkpoint(path)
+    stored_classes = int(meta["config"]["classes"])
+    if classes is not None and classes != stored_classes:
+        raise InputError(f"the checkpoint's network classifies {stored_classes} classes, got "
+                         f"--classes {classes}; omit --classes or train a {classes}-way network")
+    model = dataset.model(stored_classes)
+    arrays, meta = check_checkpoint(path, arrays, meta, model)
+    return model, arrays, meta
 
 
-def _restore(path, model, config=None):
-    """A learner holding the checkpoint's Φ and inner-optimiser state."""
-    arrays, meta = load_checkpoint(_checkpoint_file(path), model)
+def restore_learner(model, arrays, meta, config):
+    """A learner holding the checkpoint's Φ and inner-optimiser state, set up by ``config``."""
     stored = TrainConfig.from_dict(meta["config"])
-    config = config or stored
     learner = make_learner(model, arrays["phi"].copy(), config)
     # Evaluating with the other inner optimiser (--sgd on an Adam run, or the reverse) starts
     # it fresh: there are no moments to carry over.
@@ -304,44 +319,31 @@ def _restore(path, model, config=None):
     return learner
 
 
-def _peek_classes(path):
-    """The number of classes a checkpoint's network was trained for."""
-    from ..checkpoint import load_npz
-
-    _, meta = load_npz(_checkpoint_file(path))
-    if meta.get("kind") != "minireptile-train":
-        raise InputError(f"{path!r} is not a minireptile training checkpoint")
-    return int(meta["config"]["classes"])
-
-
 EVAL_OVERRIDES = ("shots", "inner_batch", "inner_iters", "replacement", "learning_rate",
                   "eval_batch", "eval_iters", "weight_decay", "transductive", "sgd")
 
 
-def eval_config(checkpoint, dataset, overrides, classes=None):
-    """The network and the checkpoint's configuration with ``overrides`` laid over it.
+def open_for_evaluation(checkpoint, dataset, overrides, classes=None):
+    """The network, the run's configuration with ``overrides`` laid over it, and a learner
+    restored from the checkpoint.
 
     ``overrides`` maps names of :data:`EVAL_OVERRIDES` to values (None: keep the stored one).
     Not the seed: it chose the run's character split, which evaluation must reuse.
     """
-    stored_classes = _peek_classes(checkpoint)
-    if classes is not None and classes != stored_classes:
-        raise InputError(f"the checkpoint's network classifies {stored_classes} classes, got "
-                         f"--classes {classes}; omit --classes or train a {classes}-way network")
-    model = dataset.model(stored_classes)
-    stored = _stored_config(checkpoint, model).to_dict()
+    model, arrays, meta = open_run(checkpoint, dataset, classes)
+    stored = dict(meta["config"])
     stored.update({k: v for k, v in overrides.items() if v is not None})
-    return model, TrainConfig.from_dict(stored).validate()
+    config = TrainConfig.from_dict(stored).validate()
+    return model, config, restore_learner(model, arrays, meta, config)
 
 
 def run_eval(args):
     dataset = args.few_shot
-    model, config = eval_config(args.checkpoint, dataset,
-                                {name: getattr(args, name) for name in EVAL_OVERRIDES},
-                                classes=args.classes)
+    model, config, learner = open_for_evaluation(
+        args.checkpoint, dataset, {name: getattr(args, name) for name in EVAL_OVERRIDES},
+        classes=args.classes)
     progress = not args.no_progress
     splits = dataset.load(args, config.seed, progress)
-    learner = _restore(args.checkpoint, model, config)
     print(f"evaluating {model.name}: {config.classes}-way {config.shots}-shot, "
           f"{config.eval_iters} fine-tuning steps of {config.eval_batch}, "
           f"{'transductive' if config.transductive else 'non-transductive'}")

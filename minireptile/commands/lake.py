@@ -5,7 +5,7 @@ import numpy as np
 from ..data.lake import load_lake_runs
 from ..lake import PUBLISHED, evaluate_runs, summary
 from .args import non_negative_int, positive_int
-from .fewshot import OMNIGLOT, _restore, eval_config
+from .fewshot import OMNIGLOT, open_for_evaluation
 
 
 def register_eval(sub):
@@ -31,10 +31,9 @@ def register_eval(sub):
 
 def run(args):
     runs = load_lake_runs(args.runs)
-    model, config = eval_config(args.checkpoint, OMNIGLOT, {
+    _, config, learner = open_for_evaluation(args.checkpoint, OMNIGLOT, {
         "eval_batch": args.eval_batch, "eval_iters": args.eval_iters,
         "transductive": args.transductive})
-    learner = _restore(args.checkpoint, model, config)
     print(f"{len(runs)} runs; fine-tuning {config.eval_iters} steps of {config.eval_batch}, "
           f"{'transductive' if config.transductive else 'non-transductive'}")
     results = evaluate_runs(learner, runs, config.eval_batch, config.eval_iters,
