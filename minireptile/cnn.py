@@ -17,7 +17,7 @@ defaults are the reference models.
 
 import numpy as np
 
-from .errors import InputError
+from .errors import check_positive_int
 from .model import Model
 from .nn import BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, Reshape, Sequential
 
@@ -27,8 +27,7 @@ BLOCKS = 4
 def _check(num_classes, image_size, filters):
     for name, value in (("num_classes", num_classes), ("image_size", image_size),
                         ("filters", filters)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise InputError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_int(name, value)
 
 
 def _with_head(layers, input_shape, num_classes):

@@ -11,7 +11,7 @@ is what lets the meta-learning code keep Φ and each task's W as plain arrays.
 
 import numpy as np
 
-from .errors import InputError, describe_array
+from .errors import InputError, check_generator, describe_array
 from .nn import Linear, MeanSquaredError, ReLU, Sequential, SoftmaxCrossEntropy, Tanh
 from .nn.fused import FusedDense
 from .params import FLOAT_DTYPES, ParamLayout
@@ -81,8 +81,7 @@ class Model:
 
     def init_params(self, rng):
         """A fresh flat parameter vector, shape ``(size,)``, drawn from ``rng``."""
-        if not isinstance(rng, np.random.Generator):
-            raise InputError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        check_generator(rng)
         flat = np.zeros(self.size, dtype=self.dtype)
         self.network.init_params(self.network.bind(self.layout.views(flat)), rng)
         return flat

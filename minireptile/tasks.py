@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, check_generator
 
 
 class Task(NamedTuple):
@@ -56,12 +56,6 @@ def _count(name, value, minimum=1):
     return int(value)
 
 
-def _check_rng(rng):
-    if not isinstance(rng, np.random.Generator):
-        raise InputError(f"rng must be a numpy.random.Generator (numpy.random.default_rng"
-                         f"(seed)), got {type(rng).__name__}")
-
-
 def _check_shots(classes, num_shots, what):
     """Every class must hold ``num_shots`` images; name the smallest one otherwise."""
     sizes = np.diff(classes.pool.starts)[classes.base]
@@ -89,7 +83,7 @@ def sample_task(classes, num_classes, num_shots, rng):
     Task with images (N·K, H, W) float32 and labels (N·K,) int64: class ``i`` of the draw has
     label ``i`` and occupies rows ``i·K`` to ``(i+1)·K − 1``.
     """
-    _check_rng(rng)
+    check_generator(rng)
     num_classes = _count("num_classes", num_classes)
     num_shots = _count("num_shots", num_shots)
     if num_classes > len(classes):
@@ -167,7 +161,7 @@ def mini_batch_indices(num_samples, batch_size, num_batches, replacement, rng):
     ------
     (batch_size,) int64 arrays.
     """
-    _check_rng(rng)
+    check_generator(rng)
     num_samples = _count("num_samples", num_samples)
     batch_size = _count("batch_size", batch_size)
     num_batches = _count("num_batches", num_batches, minimum=0)

@@ -43,7 +43,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from ..errors import InputError
+from ..errors import InputError, check_generator
 from .cache import load_cached
 from .pool import ClassSet, ImagePool
 
@@ -245,8 +245,7 @@ def make_miniimagenet_fixture(root, classes_per_split, images_per_class, rng, si
     -------
     str, the root folder.
     """
-    if not isinstance(rng, np.random.Generator):
-        raise InputError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    check_generator(rng)
     if isinstance(classes_per_split, (int, np.integer)):
         classes_per_split = {s: int(classes_per_split) for s in SPLITS}
     root = os.fspath(root)

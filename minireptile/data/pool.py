@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, check_generator
 
 
 @dataclass(frozen=True, eq=False)
@@ -239,8 +239,7 @@ def split_classes(classes, num_train, rng):
     -------
     (train, test) : two ClassSets
     """
-    if not isinstance(rng, np.random.Generator):
-        raise InputError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    check_generator(rng)
     if not 0 <= num_train <= len(classes):
         raise InputError(f"cannot keep {num_train} training classes out of {len(classes)}; "
                          f"choose a number from 0 to {len(classes)} (--num-train; the full "

@@ -1,6 +1,6 @@
 """Batch normalisation over the channel axis in training mode, optionally fused with ReLU."""
 
-from ..errors import InputError
+from ..errors import InputError, check_positive_int
 from ..kernels.batchnorm import EPSILON, batchnorm_backward, batchnorm_forward
 from .base import Layer
 
@@ -29,8 +29,7 @@ class BatchNorm2d(Layer):
     """
 
     def __init__(self, channels, eps=EPSILON, relu=False):
-        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
-            raise InputError(f"BatchNorm2d channels must be a positive integer, got {channels!r}")
+        check_positive_int("BatchNorm2d channels", channels)
         if not isinstance(eps, (int, float)) or not eps > 0:
             raise InputError(f"BatchNorm2d eps must be a positive number, got {eps!r}")
         self.channels = channels

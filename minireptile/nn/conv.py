@@ -1,14 +1,9 @@
 """2-D convolution layer (NHWC, TensorFlow's kernel layout and padding rule)."""
 
-from ..errors import InputError
+from ..errors import InputError, check_positive_int
 from ..kernels.conv import PADDINGS, conv2d_backward, conv2d_forward, output_size_and_padding
 from .base import Layer
 from .init import glorot_uniform
-
-
-def _positive_int(owner, name, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InputError(f"{owner} {name} must be a positive integer, got {value!r}")
 
 
 class Conv2d(Layer):
@@ -43,7 +38,7 @@ class Conv2d(Layer):
             ("kernel_size", kernel_size),
             ("strides", strides),
         ):
-            _positive_int("Conv2d", name, value)
+            check_positive_int(f"Conv2d {name}", value)
         if padding not in PADDINGS:
             raise InputError(f"Conv2d padding must be one of {PADDINGS}, got {padding!r}")
         self.in_channels = in_channels

@@ -2,7 +2,7 @@
 
 import math
 
-from ..errors import InputError
+from ..errors import InputError, check_positive_int
 from ..kernels.dense import dense_backward, dense_forward
 from .base import Layer
 from .init import glorot_uniform, torch_linear_uniform
@@ -27,8 +27,7 @@ class Linear(Layer):
 
     def __init__(self, in_features, out_features, init="torch"):
         for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(value, int) or value < 1:
-                raise InputError(f"Linear {name} must be a positive integer, got {value!r}")
+            check_positive_int(f"Linear {name}", value)
         if init not in INITIALISERS:
             raise InputError(f"Linear init must be one of {INITIALISERS}, got {init!r}")
         self.in_features = in_features

@@ -1,6 +1,6 @@
 """Max-pooling layer (NHWC, TensorFlow's padding rule)."""
 
-from ..errors import InputError
+from ..errors import InputError, check_positive_int
 from ..kernels.conv import PADDINGS, output_size_and_padding
 from ..kernels.pool import maxpool_backward, maxpool_forward
 from .base import Layer
@@ -23,8 +23,7 @@ class MaxPool2d(Layer):
 
     def __init__(self, pool_size=2, strides=2, padding="same"):
         for name, value in (("pool_size", pool_size), ("strides", strides)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InputError(f"MaxPool2d {name} must be a positive integer, got {value!r}")
+            check_positive_int(f"MaxPool2d {name}", value)
         if padding not in PADDINGS:
             raise InputError(f"MaxPool2d padding must be one of {PADDINGS}, got {padding!r}")
         self.pool_size = pool_size
