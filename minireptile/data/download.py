@@ -19,7 +19,6 @@ is also wrong, :class:`DownloadError` names the file, the hash received and the 
 Extraction goes to a temporary folder renamed to ``DEST/<top folder>`` when complete.
 """
 
-import hashlib
 import os
 import shutil
 import urllib.error
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from ..errors import InputError
+from .cache import file_sha256
 
 BASE_URL = "https://github.com/brendenlake/omniglot/raw/master/python"
 CHUNK = 1 << 16
@@ -76,20 +76,12 @@ def release(name):
     return RELEASES[key]
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify(path, rel):
     """None if ``path`` is ``rel`` exactly (size, SHA-256, zip with top folder), else why not."""
     size = os.path.getsize(path)
     if size != rel.size:
         return f"has {size} bytes, expected {rel.size}"
-    digest = _sha256(path)
+    digest = file_sha256(path)
     if digest != rel.sha256:
         return f"has sha256 {digest}, expected {rel.sha256}"
     try:
