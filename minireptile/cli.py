@@ -2,7 +2,9 @@
 
 Each sub-command lives in :mod:`minireptile.commands` and registers its own parser. Bad input
 raises :class:`~minireptile.errors.InputError`, which is printed here as one line with exit
-status 2; argparse's own errors are printed the same way, one line and status 2.
+status 2; argparse's own errors are printed the same way, one line and status 2. A run
+whose numbers stop being finite (:class:`~minireptile.guard.DivergedError`) ends with one
+line and status 3; Ctrl-C with status 130.
 """
 
 import argparse
@@ -10,6 +12,7 @@ import sys
 
 from .commands import COMMANDS
 from .errors import InputError
+from .guard import EXIT_DIVERGED, DivergedError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,9 +47,22 @@ def main(argv=None):
         where = f"{err.filename}: " if err.filename else ""
         print(f"minireptile: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
+    except DivergedError as err:
+        print(f"minireptile: diverged: {err}", file=sys.stderr)
+        return EXIT_DIVERGED
     except KeyboardInterrupt:
-        print("minireptile: interrupted", file=sys.stderr)
+        print(f"minireptile: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
+
+
+def _resume_hint(args):
+    """How to continue an interrupted training run, or nothing for other commands."""
+    if getattr(args, "command", None) == "experiment":
+        return "; run the same command again to resume the unfinished variants"
+    if getattr(args, "resume", None) is None or getattr(args, "pretrained", False):
+        return ""
+    return (f"; the run in {args.checkpoint} keeps its last checkpoint: run the same command "
+            "with --resume to continue")
 
 
 if __name__ == "__main__":

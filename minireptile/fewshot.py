@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
+from .guard import check_finite
 from .optim import SGD, Adam
 from .reptile import OuterSGD
 from .stats import mean_and_interval
@@ -203,9 +204,15 @@ class FewShotLearner:
         saved = self.optimizer.state_dict()
         try:
             w = self.phi.copy()
-            for batch in mini_batches(support, eval_batch, eval_iters, self.inner.replacement,
-                                      rng):
-                self._step(w, batch)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                for batch in mini_batches(support, eval_batch, eval_iters,
+                                          self.inner.replacement, rng):
+                    self._step(w, batch)
+            # A diverged fine-tuning predicts one class for every query: chance accuracy
+            # that would look like a result.
+            check_finite({"fine-tuned weights": w},
+                         f"fine-tuning diverged: lower --learning-rate "
+                         f"({self.inner.learning_rate}) or --eval-iters ({eval_iters})")
             return self.predict_queries(w, support.images, query_images, transductive)
         finally:
             self.optimizer.load_state_dict(saved)

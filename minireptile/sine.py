@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .errors import InputError
+from .guard import DivergedError, check_finite
 from .model import mlp
 from .optim import SGD
 from .reptile import linear_schedule, make_outer, reptile_step
@@ -129,8 +130,16 @@ def train(config, progress=False, model=None):
         eps = linear_schedule(config.meta_step, config.meta_step_final, it, config.iterations)
         tasks = [sample_task(rng) for _ in range(config.meta_batch)]
         task_loss.clear()
-        reptile_step(phi, tasks, adapt, eps, outer)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            reptile_step(phi, tasks, adapt, eps, outer)
         losses[it] = sum(task_loss) / len(task_loss)
+        try:
+            check_finite({"inner loss": losses[it], "parameters": phi,
+                          **{f"optimiser state {k}": v for k, v in outer.state_dict().items()}},
+                         f"the step sizes are probably too large: lower --inner-lr "
+                         f"({config.inner_lr}) or --meta-step ({config.meta_step})")
+        except DivergedError as err:
+            raise DivergedError(f"sine meta-training diverged at iteration {it}: {err}") from None
         if bar is not None:
             bar.update(1)
             if it % 200 == 199 or it == config.iterations - 1:
@@ -162,8 +171,11 @@ def finetune_curve(model, phi, task, train_idx, lr, steps):
             pred = model.predict(w, x)
             out[step] = (float(np.mean((pred - y) ** 2)), pred)
         if step < max(steps):
-            model.loss_and_grad(w, x[train_idx], y[train_idx], out=grad)
-            sgd.step(w, grad)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                model.loss_and_grad(w, x[train_idx], y[train_idx], out=grad)
+                sgd.step(w, grad)
+    check_finite({"fine-tuned weights": w},
+                 f"fine-tuning diverged: lower the learning rate ({lr})")
     return out
 
 

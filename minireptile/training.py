@@ -23,9 +23,12 @@ from .checkpoint import load_npz, save_npz_atomic
 from .combinations import parse_combination
 from .errors import InputError
 from .fewshot import FewShotLearner, InnerConfig
+from .guard import DivergedError, check_finite, first_non_finite
 from .reptile import linear_schedule, make_outer
 
 CHECKPOINT_FILE = "checkpoint.npz"
+# 1: the data described by paths; 2: by content hash, with the run's training classes.
+CHECKPOINT_FORMAT = 2
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -71,6 +74,11 @@ class TrainConfig:
         for name in ("train_shots", "foml_tail", "seed"):
             if getattr(self, name) < 0:
                 raise InputError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
+        for name in ("learning_rate", "meta_step", "meta_step_final", "weight_decay"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float, np.floating, np.integer)) \
+                    or not np.isfinite(value):
+                raise InputError(f"{_flag(name)} must be a finite number, got {value!r}")
         if not self.learning_rate > 0:
             raise InputError(f"--learning-rate must be positive, got {self.learning_rate}")
         if not self.meta_step > 0 or not self.meta_step_final >= 0:
@@ -154,6 +162,7 @@ class Run:
         arrays.update({f"state.{k}": np.asarray(v) for k, v in learner.state_dict().items()})
         metadata = {
             "kind": "minireptile-train",
+            "format": CHECKPOINT_FORMAT,
             "model": model.name,
             "model_size": model.size,
             "dtype": str(model.dtype),
@@ -189,8 +198,10 @@ class Run:
         os.replace(tmp, self.metrics_path)
 
     def log_metrics(self, record):
+        os.makedirs(self.directory, exist_ok=True)  # created with the run's first output
         with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+            # allow_nan=False: bare NaN is not JSON, and a non-finite metric is a bug upstream.
+            f.write(json.dumps(record, allow_nan=False) + "\n")
             # On disk before any later checkpoint says this iteration is done.
             f.flush()
             os.fsync(f.fileno())
@@ -201,6 +212,11 @@ def read_checkpoint(path):
     arrays, meta = load_npz(path)
     if meta.get("kind") != "minireptile-train" or "phi" not in arrays or "config" not in meta:
         raise InputError(f"{path!r} is not a minireptile training checkpoint")
+    version = meta.get("format", 1)
+    if not isinstance(version, int) or version > CHECKPOINT_FORMAT:
+        raise InputError(f"checkpoint {path!r} has format {version!r}, newer than the "
+                         f"{CHECKPOINT_FORMAT} this version of minireptile reads; upgrade "
+                         "minireptile")
     return arrays, meta
 
 
@@ -213,6 +229,12 @@ def check_checkpoint(path, arrays, meta, model):
             f"data set, or use another --checkpoint"
         )
     arrays["phi"] = arrays["phi"].astype(model.dtype, copy=False)
+    bad = first_non_finite({"parameters": arrays["phi"],
+                            **{k: v for k, v in arrays.items() if k.startswith("state.")}})
+    if bad is not None:
+        raise DivergedError(f"checkpoint {path!r} holds non-finite values in {bad}: the run "
+                            "diverged before it was saved; train it again with smaller step "
+                            "sizes")
     return arrays, meta
 
 
@@ -224,6 +246,46 @@ def load_checkpoint(path, model):
 
 # Settings that do not change what a run computes, so a resumed run may differ in them.
 RESUMABLE_CHANGES = ("checkpoint_interval",)
+# Parts of the data description that are only informative (where the data was found), not
+# what the run learned from: the same zip reached through another path is the same data.
+DATA_NOT_COMPARED = ("sources", "train_classes")
+
+
+def _changed_data(saved, given):
+    """Names of the data description's entries that differ (ignoring the paths)."""
+    if saved is None or given is None:
+        return []
+    # (Checkpoints of format 1 stored the paths and split options only: compare what both have.)
+    keys = (set(saved) & set(given)) - set(DATA_NOT_COMPARED)
+    out = []
+    for key in sorted(keys):
+        if saved.get(key) != given.get(key):
+            out.append(f"the data's {key} {given.get(key)!r} (checkpoint: {saved.get(key)!r})")
+    return out
+
+
+def check_resumable(config, saved_config, start, data=None, saved_data=None):
+    """Raise :class:`InputError` naming every setting a resume may not change.
+
+    ``meta_iters`` may grow: the run then continues to the new total (see :func:`train`).
+    """
+    changed = [f"{_flag(k)} {v!r} (checkpoint: {getattr(saved_config, k)!r})"
+               for k, v in config.to_dict().items()
+               if getattr(saved_config, k) != v and k not in RESUMABLE_CHANGES + ("meta_iters",)]
+    if config.meta_iters < saved_config.meta_iters:
+        changed.append(f"--meta-iters {config.meta_iters} (checkpoint: "
+                       f"{saved_config.meta_iters}; it may grow, not shrink)")
+    changed += _changed_data(saved_data, data)
+    if changed:
+        raise InputError("--resume needs the run's original settings; changed: "
+                         + ", ".join(changed))
+
+
+def _divergence_cause(config):
+    """The likely cause of a divergence during training, and what to change."""
+    return (f"the step sizes are probably too large: lower --learning-rate "
+            f"({config.learning_rate}) or --meta-step ({config.meta_step}, final "
+            f"{config.meta_step_final})")
 
 
 def train(model, train_classes, test_classes, config, directory, resume=False, progress=True,
@@ -234,36 +296,47 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
     Parameters
     ----------
     data : dict, optional
-        JSON-able description of the data (sources, split options), stored in the checkpoint
-        and required to be the same on ``resume``.
+        JSON-able description of the data (content hash, split options, sources), stored in
+        the checkpoint; on ``resume`` everything but the paths must be the same.
+
+    Resuming with a larger ``config.meta_iters`` than the checkpoint's continues the run to
+    the new total. The meta-step schedule is a function of the iteration and the total, so it
+    is defined over the new total from the resumed iteration on: with a constant meta-step
+    (the Omniglot default) the result is bit-identical to a run trained to the new total from
+    the start; with an annealed one, the iterations already done keep the steps they had and
+    the rest follow the new, longer schedule (it cannot be both, and re-annealing from the
+    value reached would silently change what ``--meta-step-final`` means).
+
+    Divergence: after every meta-iteration the inner loss, Φ and the optimiser states are
+    checked; the first non-finite value raises :class:`~minireptile.guard.DivergedError`
+    naming the iteration, before anything is logged or saved, so the last checkpoint on disk
+    is the last good one.
 
     Returns the :class:`FewShotLearner` (its ``phi`` holds the trained parameters).
     """
     config.validate(train_classes, test_classes)
     run = Run(directory)
-    os.makedirs(run.directory, exist_ok=True)
+    if os.path.exists(run.directory) and not os.path.isdir(run.directory):
+        raise InputError(f"--checkpoint {run.directory!r} is a file; give a folder for the "
+                         "run (created if missing)")
     train_rng, eval_rng, _ = generators(config.seed)
     if resume:
         if not run.exists():
             raise InputError(f"nothing to resume: {run.checkpoint_path!r} does not exist; "
                              "drop --resume to start a new run")
         phi, state, rng_states, start, saved_config, meta = run.load(model)
-        changed = [f"{_flag(k)} {v!r} (checkpoint: {getattr(saved_config, k)!r})"
-                   for k, v in config.to_dict().items()
-                   if getattr(saved_config, k) != v and k not in RESUMABLE_CHANGES]
-        saved_data = meta["extra"].get("data")
-        if data is not None and saved_data is not None and saved_data != data:
-            changed.append(f"the data {data} (checkpoint: {saved_data})")
-        if changed:
-            raise InputError("--resume needs the run's original settings; changed: "
-                             + ", ".join(changed))
+        check_resumable(config, saved_config, start, data, meta["extra"].get("data"))
         progress_state = meta["extra"].get("progress", {})
         learner = make_learner(model, phi.copy(), config)
         learner.load_state_dict(state)
         train_rng.bit_generator.state = rng_states[0]
         eval_rng.bit_generator.state = rng_states[1]
         run.truncate_metrics(start)
-        log(f"resuming {run.directory} at iteration {start} of {config.meta_iters}")
+        if config.meta_iters > saved_config.meta_iters:
+            log(f"extending {run.directory} from {saved_config.meta_iters} to "
+                f"{config.meta_iters} iterations; resuming at iteration {start}")
+        else:
+            log(f"resuming {run.directory} at iteration {start} of {config.meta_iters}")
     else:
         if run.exists():
             raise InputError(f"{run.checkpoint_path!r} already holds a run; pass --resume to "
@@ -274,6 +347,7 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
         start = 0
         progress_state = {}
     rngs = (train_rng, eval_rng)
+    saved_at = start if resume else None
 
     bar = None
     if progress:
@@ -285,37 +359,56 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
     # (only the wall-clock seconds differ).
     recent_loss = list(progress_state.get("recent_loss", []))
     started = time.perf_counter() - progress_state.get("seconds", 0.0)
-    for iteration in range(start, config.meta_iters):
-        step = linear_schedule(config.meta_step, config.meta_step_final, iteration,
-                               config.meta_iters)
-        recent_loss.append(learner.train_step(train_classes, config.classes,
+    cause = _divergence_cause(config)
+    try:
+        for iteration in range(start, config.meta_iters):
+            step = linear_schedule(config.meta_step, config.meta_step_final, iteration,
+                                   config.meta_iters)
+            try:
+                # Overflow warnings would only repeat, in several lines, what the check says.
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    loss = learner.train_step(train_classes, config.classes,
                                               config.effective_train_shots, config.meta_batch,
-                                              step, train_rng))
-        if iteration % config.eval_interval == 0:
-            accuracies = [
-                learner.evaluate(classes, config.classes, config.shots, config.eval_batch,
-                                 config.eval_iters, eval_rng, config.transductive)
-                / config.classes
-                for classes in (train_classes, test_classes)
-            ]
-            record = {"iteration": iteration, "train_accuracy": accuracies[0],
-                      "test_accuracy": accuracies[1],
-                      "inner_loss": float(np.mean(recent_loss)), "meta_step": step,
-                      "seconds": round(time.perf_counter() - started, 3)}
-            recent_loss = []
-            run.log_metrics(record)
+                                              step, train_rng)
+                    check_finite({"inner loss": loss, "parameters": learner.phi,
+                                  **{f"optimiser state {k}": v
+                                     for k, v in learner.state_dict().items()}}, cause)
+                    accuracies = None
+                    if iteration % config.eval_interval == 0:
+                        accuracies = [
+                            learner.evaluate(classes, config.classes, config.shots,
+                                             config.eval_batch, config.eval_iters, eval_rng,
+                                             config.transductive) / config.classes
+                            for classes in (train_classes, test_classes)
+                        ]
+            except DivergedError as err:
+                kept = (f"the last good checkpoint (iteration {saved_at}) is kept in "
+                        f"{run.checkpoint_path}" if saved_at is not None
+                        else "no checkpoint had been written yet")
+                raise DivergedError(f"meta-training diverged at iteration {iteration}: {err}; "
+                                    f"{kept}") from None
+            recent_loss.append(loss)
+            if accuracies is not None:
+                record = {"iteration": iteration, "train_accuracy": accuracies[0],
+                          "test_accuracy": accuracies[1],
+                          "inner_loss": float(np.mean(recent_loss)), "meta_step": step,
+                          "seconds": round(time.perf_counter() - started, 3)}
+                recent_loss = []
+                run.log_metrics(record)
+                if bar is not None:
+                    bar.set_postfix(train=f"{accuracies[0]:.2f}", test=f"{accuracies[1]:.2f}",
+                                    loss=f"{record['inner_loss']:.3f}", refresh=False)
+            done = iteration + 1
+            if done % config.checkpoint_interval == 0 or done == config.meta_iters:
+                extra = {"data": data, "progress": {
+                    "recent_loss": recent_loss, "seconds": time.perf_counter() - started}}
+                run.save(model, learner, rngs, done, config, extra)
+                saved_at = done
             if bar is not None:
-                bar.set_postfix(train=f"{accuracies[0]:.2f}", test=f"{accuracies[1]:.2f}",
-                                loss=f"{record['inner_loss']:.3f}", refresh=False)
-        done = iteration + 1
-        if done % config.checkpoint_interval == 0 or done == config.meta_iters:
-            extra = {"data": data, "progress": {
-                "recent_loss": recent_loss, "seconds": time.perf_counter() - started}}
-            run.save(model, learner, rngs, done, config, extra)
+                bar.update(1)
+    finally:
         if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.close()
     if start >= config.meta_iters:
         log(f"{run.directory} has already finished its {config.meta_iters} iterations")
     return learner

@@ -22,16 +22,18 @@ def _release_name(text):
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def add_omniglot_arguments(parser):
+def add_omniglot_arguments(parser, evaluating=False):
     """``--data`` (repeatable), ``--num-train``, ``--train-alphabet``, ``--cache-dir``,
-    ``--no-cache``."""
-    parser.add_argument("--data", action="append", required=True, metavar="PATH",
+    ``--no-cache``. With ``evaluating``, ``--data`` and the split default to the run's."""
+    parser.add_argument("--data", action="append", required=not evaluating, metavar="PATH",
                         help="Omniglot zip or folder, e.g. images_background.zip (repeatable; "
-                             "sources are merged before splitting, shared characters kept once)")
-    parser.add_argument("--num-train", type=non_negative_int, default=NUM_TRAIN_CHARACTERS,
+                             "sources are merged before splitting, shared characters kept once)"
+                             + ("; default: the run's" if evaluating else ""))
+    parser.add_argument("--num-train", type=non_negative_int, default=None,
                         help="characters drawn at random for training, the rest test "
-                             "(default %(default)s as the reference; the small sets have "
-                             "136 and 156)")
+                             f"(default {NUM_TRAIN_CHARACTERS} as the reference"
+                             + (", or the run's" if evaluating else "")
+                             + "; the small sets have 136 and 156)")
     parser.add_argument("--train-alphabet", action="append", metavar="NAME",
                         help="split by alphabet instead: this alphabet trains (repeatable), "
                              "all others test")
@@ -49,7 +51,8 @@ def add_cache_arguments(parser):
 
 def omniglot_from_args(args, rng, augment=True, progress=True):
     """``(train, test)`` ClassSets from the options of :func:`add_omniglot_arguments`."""
-    return omniglot_splits(args.data, rng, num_train=args.num_train,
+    num_train = NUM_TRAIN_CHARACTERS if args.num_train is None else args.num_train
+    return omniglot_splits(args.data, rng, num_train=num_train,
                            train_alphabets=args.train_alphabet, augment=augment,
                            cache_dir=args.cache_dir, use_cache=not args.no_cache,
                            progress=progress)

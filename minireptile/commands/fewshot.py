@@ -20,7 +20,10 @@ from typing import Callable
 from ..cnn import miniimagenet_cnn, omniglot_cnn
 from ..errors import InputError
 from ..fewshot import evaluate_accuracy
+from ..guard import DivergedError
+from ..data.omniglot import NUM_TRAIN_CHARACTERS
 from ..reptile import OUTER_OPTIMIZERS
+from ..rundata import SPLIT_OPTIONS, check_no_overlap, content_hash, describe_data
 from ..training import (
     CHECKPOINT_FILE,
     TrainConfig,
@@ -30,7 +33,7 @@ from ..training import (
     read_checkpoint,
     train,
 )
-from .args import non_negative_int, positive_float, positive_int
+from .args import non_negative_float, non_negative_int, positive_float, positive_int
 from .data import add_cache_arguments, add_omniglot_arguments, omniglot_from_args
 
 DEFAULTS = TrainConfig()
@@ -47,8 +50,9 @@ class FewShotDataset:
         Sub-command name (``minireptile train <name>``).
     model : callable (classes) -> Model
         The reference's network for this data set.
-    add_data_arguments : callable (parser) -> None
-        Adds ``--data`` and the data set's own options.
+    add_data_arguments : callable (parser, evaluating=False) -> None
+        Adds ``--data`` and the data set's own options (optional when evaluating: the run
+        remembers them).
     load : callable (args, seed, progress) -> dict
         Split name -> ClassSet; ``seed`` is the run's seed (Omniglot splits its characters
         with it, Mini-ImageNet's splits are fixed folders).
@@ -83,27 +87,31 @@ def add_reference_arguments(p, defaults=True):
     def d(name):
         return getattr(DEFAULTS, name) if defaults else None
 
+    default = "(default %(default)s)" if defaults else "(default: the run's)"
+
     p.add_argument("--seed", type=non_negative_int, default=d("seed"),
-                   help="random seed (default %(default)s)")
+                   help="random seed (default %(default)s)" if defaults else
+                        "seed of the evaluation tasks (default: the run's seed + 1 for the "
+                        "final evaluation's tasks)")
     p.add_argument("--classes", type=positive_int, default=d("classes"),
-                   help="classes per task, N (default %(default)s)")
+                   help="classes per task, N " + default)
     p.add_argument("--shots", type=positive_int, default=d("shots"),
-                   help="examples per class in evaluation tasks, K (default %(default)s)")
+                   help="examples per class in evaluation tasks, K " + default)
     p.add_argument("--inner-batch", type=positive_int, default=d("inner_batch"),
-                   help="inner mini-batch size (default %(default)s)")
+                   help="inner mini-batch size " + default)
     p.add_argument("--inner-iters", type=positive_int, default=d("inner_iters"),
-                   help="inner steps per task (default %(default)s)")
+                   help="inner steps per task " + default)
     p.add_argument("--replacement", action="store_true", default=None if not defaults else False,
                    help="sample inner mini-batches with replacement")
     p.add_argument("--learning-rate", type=positive_float, default=d("learning_rate"),
-                   help="inner Adam/SGD step size (default %(default)s)")
+                   help="inner Adam/SGD step size " + default)
     p.add_argument("--eval-batch", type=positive_int, default=d("eval_batch"),
-                   help="mini-batch size when fine-tuning for evaluation (default %(default)s)")
+                   help="mini-batch size when fine-tuning for evaluation " + default)
     p.add_argument("--eval-iters", type=positive_int, default=d("eval_iters"),
-                   help="fine-tuning steps for evaluation (default %(default)s)")
+                   help="fine-tuning steps for evaluation " + default)
     p.add_argument("--weight-decay", type=positive_float, default=d("weight_decay"),
                    help="multiply the weights by this rate before every inner step "
-                        "(default %(default)s: none)")
+                        + ("(default 1: none)" if defaults else default))
     p.add_argument("--transductive", action="store_true",
                    default=None if not defaults else False,
                    help="classify all query images in one batch (batch norm sees them all)")
@@ -126,7 +134,7 @@ def register_train(sub, dataset):
                    help="examples per class in training tasks (default: --shots)")
     p.add_argument("--meta-step", type=positive_float, default=DEFAULTS.meta_step,
                    help="outer step size at the start (default %(default)s)")
-    p.add_argument("--meta-step-final", type=float, default=DEFAULTS.meta_step_final,
+    p.add_argument("--meta-step-final", type=non_negative_float, default=DEFAULTS.meta_step_final,
                    help="outer step size at the end, annealed linearly (default %(default)s)")
     p.add_argument("--meta-batch", type=positive_int, default=DEFAULTS.meta_batch,
                    help="tasks per outer step (default %(default)s)")
@@ -155,8 +163,10 @@ def register_eval(sub, dataset):
     p = sub.add_parser(
         dataset.name, help=dataset.eval_help,
         description="Fine-tune the meta-learned network on new tasks and report accuracy "
-        "with a 95%% interval. Settings not given are taken from the checkpoint.")
-    dataset.add_data_arguments(p)
+        "with a 95% interval. Settings not given are taken from the checkpoint, the data "
+        "and its split included; a split whose test classes overlap the run's training "
+        "classes is refused unless --allow-train-overlap is given.")
+    dataset.add_data_arguments(p, evaluating=True)
     add_reference_arguments(p, defaults=False)
     p.add_argument("--checkpoint", required=True, metavar="DIR_OR_FILE",
                    help="a run folder or its checkpoint.npz")
@@ -165,6 +175,9 @@ def register_eval(sub, dataset):
     p.add_argument("--split", choices=dataset.final + (dataset.everything,),
                    default=dataset.everything,
                    help=dataset.split_help + " (default %(default)s)")
+    p.add_argument("--allow-train-overlap", action="store_true",
+                   help="evaluate even if the evaluated classes include some the run trained "
+                        "on (the output then says the accuracy is not a held-out one)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(run=run_eval, few_shot=dataset)
 
@@ -191,11 +204,12 @@ def _omniglot_splits(args, seed, progress):
     return {"train": train, "test": test}
 
 
-def _add_miniimagenet_arguments(parser):
+def _add_miniimagenet_arguments(parser, evaluating=False):
     """``--data ROOT``, ``--cache-dir``, ``--no-cache``."""
-    parser.add_argument("--data", required=True, metavar="ROOT",
+    parser.add_argument("--data", required=not evaluating, metavar="ROOT",
                         help="folder holding train/, val/ and test/, each with one folder of "
-                             "*.JPEG images per WordNet ID (the reference's layout)")
+                             "*.JPEG images per WordNet ID (the reference's layout)"
+                             + ("; default: the run's" if evaluating else ""))
     add_cache_arguments(parser)
 
 
@@ -242,9 +256,12 @@ def _final_evaluation(learner, config, splits, names, num_samples, progress, eva
     seed + 1)."""
     _, eval_rng, _ = generators(config.seed + 1 if eval_seed is None else eval_seed)
     for name in names:
-        mean, half, _ = evaluate_accuracy(
-            learner, splits[name], config.classes, config.shots, config.eval_batch,
-            config.eval_iters, num_samples, eval_rng, config.transductive, progress)
+        try:
+            mean, half, _ = evaluate_accuracy(
+                learner, splits[name], config.classes, config.shots, config.eval_batch,
+                config.eval_iters, num_samples, eval_rng, config.transductive, progress)
+        except DivergedError as err:
+            raise DivergedError(f"final evaluation on the {name} split: {err}") from None
         print(f"{SPLIT_LABELS[name]} accuracy: {mean:.4f} ± {half:.4f} (95% interval, "
               f"{num_samples} tasks)")
 
@@ -253,25 +270,41 @@ def run_train(args):
     dataset = args.few_shot
     config = config_from_args(args).validate()
     progress = not args.no_progress
-    splits = dataset.load(args, config.seed, progress)
-    train_classes, test_classes = splits["train"], splits["test"]
-    print(dataset.describe(splits))
-    model = dataset.model(config.classes)
-    print(model.describe())
     if args.pretrained:
         # As the reference's --pretrained: the stored weights, evaluated with this command's
-        # settings. The split must be the run's, so the seed must be too.
+        # settings, on the run's own split of the same data.
         _, arrays, meta = open_run(args.checkpoint, dataset, config.classes)
         stored = TrainConfig.from_dict(meta["config"])
         if stored.seed != config.seed:
             raise InputError(f"the run in {args.checkpoint!r} was trained with --seed "
                              f"{stored.seed}, which also chose its character split; pass "
                              f"--seed {stored.seed}")
+        record = meta["extra"].get("data")
+        changed = _reuse_split(args, record)
+        if changed:
+            raise InputError("--pretrained evaluates the run on its own split; changed: "
+                             + ", ".join(changed) + " (use `minireptile eval` to evaluate on "
+                             "another split)")
+    splits = dataset.load(args, config.seed, progress)
+    # The network's size depends on --classes alone: refuse impossible settings before
+    # printing its table.
+    config.validate(splits["train"], splits["test"])
+    data = _data_record(args, splits)
+    print(dataset.describe(splits))
+    model = dataset.model(config.classes)
+    print(model.describe())
+    if args.pretrained:
+        if record is not None and record.get("content") != data["content"]:
+            raise InputError(f"--data holds other images than the run in "
+                             f"{args.checkpoint!r} trained on (content {data['content'][:19]}…, "
+                             f"run: {record.get('content', '?')[:19]}…, read from "
+                             f"{record.get('sources')}); give the run's data, or use "
+                             "`minireptile eval` to evaluate on other data")
         learner = restore_learner(model, arrays, meta, config)
     else:
         start = time.perf_counter()
-        learner = train(model, train_classes, test_classes, config, args.checkpoint,
-                        resume=args.resume, progress=progress, data=_data_description(args))
+        learner = train(model, splits["train"], splits["test"], config, args.checkpoint,
+                        resume=args.resume, progress=progress, data=data)
         print(f"training took {time.perf_counter() - start:.1f} s; run saved in "
               f"{os.path.join(args.checkpoint, CHECKPOINT_FILE)}")
     if args.eval_samples:
@@ -279,12 +312,46 @@ def run_train(args):
     return 0
 
 
-def _data_description(args):
-    """What the run's classes were drawn from, stored with it and checked on resume."""
-    sources = args.data if isinstance(args.data, list) else [args.data]
-    return {"sources": [os.path.abspath(p) for p in sources],
-            "num_train": getattr(args, "num_train", None),
-            "train_alphabet": getattr(args, "train_alphabet", None)}
+def _split_options(args):
+    """The split options in effect (Omniglot's; Mini-ImageNet has none)."""
+    if not hasattr(args, "num_train"):
+        return {}
+    if args.train_alphabet:
+        return {"num_train": None, "train_alphabet": list(args.train_alphabet)}
+    return {"num_train": NUM_TRAIN_CHARACTERS if args.num_train is None else args.num_train,
+            "train_alphabet": None}
+
+
+def _data_record(args, splits):
+    """What the run's classes were drawn from (see :mod:`minireptile.rundata`)."""
+    return describe_data(splits, args.data, _split_options(args))
+
+
+def _reuse_split(args, record):
+    """Fill ``--data`` and the split options the user left out from the run's ``record``.
+
+    Returns the options the user gave with values other than the run's (for messages).
+    """
+    if record is None:  # a checkpoint of format 1: the command line decides
+        if args.data is None:
+            raise InputError("this checkpoint predates stored data records; give --data")
+        return []
+    if args.data is None:
+        sources = record.get("sources") or []
+        missing = [p for p in sources if not os.path.exists(p)]
+        if not sources or missing:
+            raise InputError(f"the run's data {missing or sources} is no longer there; "
+                             "give --data (the same images, from any path, are recognised)")
+        args.data = sources if hasattr(args, "num_train") else sources[0]
+    if not hasattr(args, "num_train"):
+        return []
+    if args.num_train is None and not args.train_alphabet:
+        args.num_train = record.get("num_train")
+        args.train_alphabet = record.get("train_alphabet")
+        return []
+    given = _split_options(args)
+    return [f"--{k.replace('_', '-')} {given[k]!r} (run: {record.get(k)!r})"
+            for k in SPLIT_OPTIONS if given[k] != record.get(k)]
 
 
 def _checkpoint_file(path):
@@ -324,8 +391,8 @@ EVAL_OVERRIDES = ("shots", "inner_batch", "inner_iters", "replacement", "learnin
 
 
 def open_for_evaluation(checkpoint, dataset, overrides, classes=None):
-    """The network, the run's configuration with ``overrides`` laid over it, and a learner
-    restored from the checkpoint.
+    """The network, the run's configuration with ``overrides`` laid over it, a learner
+    restored from the checkpoint, and the checkpoint's metadata.
 
     ``overrides`` maps names of :data:`EVAL_OVERRIDES` to values (None: keep the stored one).
     Not the seed: it chose the run's character split, which evaluation must reuse.
@@ -334,20 +401,29 @@ def open_for_evaluation(checkpoint, dataset, overrides, classes=None):
     stored = dict(meta["config"])
     stored.update({k: v for k, v in overrides.items() if v is not None})
     config = TrainConfig.from_dict(stored).validate()
-    return model, config, restore_learner(model, arrays, meta, config)
+    return model, config, restore_learner(model, arrays, meta, config), meta
 
 
 def run_eval(args):
     dataset = args.few_shot
-    model, config, learner = open_for_evaluation(
+    model, config, learner, meta = open_for_evaluation(
         args.checkpoint, dataset, {name: getattr(args, name) for name in EVAL_OVERRIDES},
         classes=args.classes)
+    record = meta["extra"].get("data")
+    changed = _reuse_split(args, record)
     progress = not args.no_progress
     splits = dataset.load(args, config.seed, progress)
+    chosen = dataset.final if args.split == dataset.everything else (args.split,)
+    if record is not None:
+        same = record.get("content") == content_hash(splits)
+        print(f"data: {'the run' if same else 'NOT the run'}'s images"
+              + (f"; split changed: {', '.join(changed)}" if changed else "; the run's split"))
+    for line in check_no_overlap(record, splits, chosen, args.allow_train_overlap,
+                                 SPLIT_LABELS):
+        print(line)
     print(f"evaluating {model.name}: {config.classes}-way {config.shots}-shot, "
           f"{config.eval_iters} fine-tuning steps of {config.eval_batch}, "
           f"{'transductive' if config.transductive else 'non-transductive'}")
-    chosen = dataset.final if args.split == dataset.everything else (args.split,)
     _final_evaluation(learner, config, splits, chosen, args.eval_samples, progress,
                       eval_seed=args.seed)
     return 0

@@ -31,7 +31,7 @@ def register_eval(sub):
 
 def run(args):
     runs = load_lake_runs(args.runs)
-    _, config, learner = open_for_evaluation(args.checkpoint, OMNIGLOT, {
+    _, config, learner, _ = open_for_evaluation(args.checkpoint, OMNIGLOT, {
         "eval_batch": args.eval_batch, "eval_iters": args.eval_iters,
         "transductive": args.transductive})
     print(f"{len(runs)} runs; fine-tuning {config.eval_iters} steps of {config.eval_batch}, "

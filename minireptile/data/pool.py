@@ -11,6 +11,7 @@ Two objects, one idea:
   ``Character(dir_path, rotation)`` likewise rotates on read).
 """
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +64,16 @@ class ImagePool:
     @property
     def num_classes(self):
         return len(self.names)
+
+    def content_hash(self):
+        """Hex SHA-256 of the class names, class boundaries and pixels: the same for the
+        same data wherever it was read from (a zip, its extracted folder, a copy)."""
+        digest = hashlib.sha256()
+        digest.update("\0".join(str(n) for n in self.names).encode())
+        digest.update(np.ascontiguousarray(self.starts, dtype="<i8").tobytes())
+        digest.update(str(self.images.shape).encode())
+        digest.update(np.ascontiguousarray(self.images).data)
+        return digest.hexdigest()
 
     def class_images(self, c):
         """Raw images of class ``c``: (size, H, W[, channels]) uint8 (a view)."""
@@ -178,6 +189,11 @@ class ClassSet:
     def __repr__(self):
         return (f"ClassSet({len(self)} classes over {self.pool.num_classes} pool classes, "
                 f"{len(self.pool.images)} images of shape {self.pool.images.shape[1:]})")
+
+    def base_names(self):
+        """Sorted names of the pool classes these task classes are drawn from (rotations of
+        one class count once)."""
+        return sorted({str(self.pool.names[b]) for b in self.base})
 
     def class_size(self, i):
         """Number of images of task class ``i``."""
