@@ -23,16 +23,22 @@ def save_npz_atomic(path, arrays, metadata=None):
     if metadata is not None:
         arrays["__metadata__"] = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as err:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError):
+            # Name the file being written, not the temporary one (or none, as a full disk's
+            # write error does); the previous version of the file is untouched.
+            raise OSError(err.errno, f"{err.strerror or err}; {os.fspath(path)!r} was not "
+                          "written (any previous version is intact)", os.fspath(path)) from None
         raise
 
 

@@ -37,6 +37,21 @@ def write_synthetic_omniglot(root, alphabets=2, characters=6, drawings=4, seed=0
     return root
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_image_cache(tmp_path_factory):
+    """Commands run by the tests cache decoded images in a temporary folder, never in the
+    user's ~/.cache/minireptile."""
+    from minireptile.data.cache import ENV_VAR
+
+    saved = os.environ.get(ENV_VAR)
+    os.environ[ENV_VAR] = str(tmp_path_factory.mktemp("image-cache"))
+    yield
+    if saved is None:
+        os.environ.pop(ENV_VAR, None)
+    else:
+        os.environ[ENV_VAR] = saved
+
+
 @pytest.fixture(scope="session")
 def synthetic_omniglot(tmp_path_factory):
     """Two alphabets of eight characters, eleven drawings each (enough for 5-way tasks with

@@ -30,6 +30,14 @@ def runs_dir(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def all_runs_dir(tmp_path_factory):
+    """All 20 runs, as Lake's release has them."""
+    root = tmp_path_factory.mktemp("lake20") / "all_runs"
+    make_lake_fixture(root, characters(), 20, np.random.default_rng(2))
+    return root
+
+
 def save_checkpoint(directory, classes):
     model = omniglot_cnn(classes)
     config = TrainConfig(classes=classes, shots=1, eval_batch=5, eval_iters=2, meta_iters=1)
@@ -64,19 +72,67 @@ def test_fine_tuning_leaves_the_learner_unchanged(runs_dir, tmp_path):
     assert learner.optimizer.t == 0
 
 
-def test_command_prints_each_run_and_overall(runs_dir, tmp_path, capsys):
+def test_command_prints_each_run_and_overall(all_runs_dir, tmp_path, capsys):
     save_checkpoint(tmp_path / "run", 20)
-    code = main(["eval", "lake", "--runs", str(runs_dir), "--checkpoint", str(tmp_path / "run"),
-                 "--eval-iters", "2", "--transductive"])
+    code = main(["eval", "lake", "--runs", str(all_runs_dir), "--checkpoint",
+                 str(tmp_path / "run"), "--eval-iters", "1", "--transductive"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "run01: error" in out and "run02: error" in out
-    assert "overall error:" in out and "published" in out
+    assert "run01: error" in out and "run20: error" in out
+    assert "overall error:" in out and "over 20 runs)" in out and "published" in out
+
+
+def test_a_missing_run_is_refused_unless_a_subset_is_named(all_runs_dir, tmp_path, capsys):
+    import shutil
+
+    runs = tmp_path / "all_runs"
+    shutil.copytree(all_runs_dir, runs)
+    shutil.rmtree(runs / "run07")
+    save_checkpoint(tmp_path / "run", 20)
+    argv = ["eval", "lake", "--runs", str(runs), "--checkpoint", str(tmp_path / "run"),
+            "--eval-iters", "1", "--transductive"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "lacks run07 of Lake's 20 runs" in err and "--runs-subset" in err
+    assert err.count("\n") == 1
+    assert main(argv + ["--runs-subset", "1-6,8"]) == 0
+    out = capsys.readouterr().out
+    assert "over 7 runs; SUBSET run01, run02, run03, run04, run05, run06, run08 only" in out
+    assert "not comparable to the published 20-run figures" in out
+    assert "People" not in out and "run07" not in out
+    # A subset naming the missing run is refused too.
+    assert main(argv + ["--runs-subset", "7"]) == 2
+    assert "lacks run07" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("subset", ["0", "21", "3-1", "x", "1,,2"])
+def test_bad_runs_subset_is_refused(runs_dir, tmp_path, subset, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["eval", "lake", "--runs", str(runs_dir), "--checkpoint", str(tmp_path),
+              "--runs-subset", subset])
+    assert stop.value.code == 2
+    assert "--runs-subset" in capsys.readouterr().err
+
+
+def test_a_run_with_a_missing_image_is_refused(runs_dir, tmp_path):
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(runs_dir, runs)
+    (runs / "run02" / "test" / "item05.png").unlink()
+    with pytest.raises(InputError, match=r"run02/test holds 19 images but .* lists 20; "
+                                         r"missing \['run02/test/item05.png'\]"):
+        load_lake_runs(runs)
+    shutil.copy(runs / "run01" / "training" / "class01.png",
+                runs / "run01" / "training" / "class21.png")
+    with pytest.raises(InputError, match="not listed"):
+        load_lake_runs(runs / "run01" / "..")
 
 
 def test_five_way_network_is_refused_with_a_clear_error(runs_dir, tmp_path, capsys):
     save_checkpoint(tmp_path / "run", 5)
-    code = main(["eval", "lake", "--runs", str(runs_dir), "--checkpoint", str(tmp_path / "run")])
+    code = main(["eval", "lake", "--runs", str(runs_dir), "--checkpoint", str(tmp_path / "run"),
+                 "--runs-subset", "1-2"])
     err = capsys.readouterr().err
     assert code == 2
     assert "20-way but the network has 5 outputs" in err and "--classes 20" in err

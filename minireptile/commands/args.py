@@ -25,22 +25,27 @@ def non_negative_int(text):
     return value
 
 
-def positive_float(text):
+def _number(text, wanted):
+    """``float(text)``, refusing NaN and infinities (every numeric flag is a finite number)."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected {wanted} (finite), got {text}")
+    return value
+
+
+def positive_float(text):
+    value = _number(text, "a positive number")
+    if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
 
 
 def non_negative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
+    value = _number(text, "a number >= 0")
+    if value < 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
     return value
 
@@ -54,4 +59,8 @@ def output_path(text):
         )
     if os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        # Checked now, not after hours of training.
+        raise argparse.ArgumentTypeError(f"folder {folder!r} is not writable; choose another "
+                                         "path")
     return text

@@ -73,7 +73,7 @@ def register(subparsers):
                    help="folder URL to fetch from (default %(default)s)")
     o.add_argument("--only", type=_release_name, action="append", metavar="NAME",
                    help="fetch only this file (repeatable): "
-                        + ", ".join(sorted(download.RELEASES)) + " (default: all four)")
+                        + ", ".join(sorted(download.RELEASES)) + " (default: all five)")
     o.add_argument("--no-extract", action="store_true", help="keep the zips only")
     o.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     o.set_defaults(run=run_omniglot)
@@ -93,7 +93,12 @@ def run_omniglot(args):
     paths = download.download_omniglot(args.dest, names=args.only, base_url=args.base_url,
                                        do_extract=not args.no_extract,
                                        progress=not args.no_progress)
-    print("ready; train with " + " ".join(f"--data {p}" for p in paths))
+    images = [p for p in paths if not p.endswith("all_runs.zip")]
+    runs = [p for p in paths if p.endswith("all_runs.zip")]
+    if images:
+        print("ready; train with " + " ".join(f"--data {p}" for p in images))
+    if runs:
+        print(f"Lake's one-shot runs: minireptile eval lake --runs {runs[0]}")
     return 0
 
 

@@ -83,11 +83,6 @@ def run(args):
     task, idx = sine.plot_task(args.eval_seed)
     curve = sine.finetune_curve(model, phi, task, idx, config.inner_lr, sine.PLOT_STEPS)
     print(f"loss on plotted curve after 32 steps: {curve[32][0]:.3f}")
-    if args.plot:
-        from ..plotting import plot_sine_fit
-
-        plot_sine_fit(args.plot, sine.X_ALL, task, idx, curve)
-        print(f"plot written to {args.plot}")
 
     if args.eval_tasks:
         tasks = sine.heldout_tasks(args.eval_tasks, args.eval_seed)
@@ -96,4 +91,9 @@ def run(args):
               f"fine-tuned on 10 points:")
         for step, (mean, half) in results.items():
             print(f"after {step:2d} steps: {mean:.4f} ± {half:.4f}")
+    if args.plot:  # last: a failure to write it loses none of the results printed above
+        from ..plotting import plot_sine_fit
+
+        plot_sine_fit(args.plot, sine.X_ALL, task, idx, curve)
+        print(f"plot written to {args.plot}")
     return 0

@@ -9,7 +9,9 @@ milliseconds. The key of a source is
   every file beneath it. Reading every PNG again would cost nearly as much as decoding them;
   a stat per file is cheap and changes whenever a file is replaced, added or removed.
 
-plus the loader's name and parameters (image size, format version). Files are written with
+plus the loader's name and parameters (image size, format version). Writing an entry removes
+those that can never be hit again: older entries of the same source path and parameters, and
+entries whose source no longer exists. Files are written with
 :func:`minireptile.checkpoint.save_npz_atomic` (temporary file, then rename) and read with
 ``allow_pickle=False``. The stored format is generic: class names, class starts, a uint8 image
 array and file names (see :class:`~minireptile.data.pool.ImagePool`), so Mini-ImageNet's
@@ -123,7 +125,30 @@ def load_cached(kind, path, params, build, cache_dir=None, use_cache=True):
         warnings.warn(f"could not write the image cache {target!r} ({err}); decoding will "
                       f"be repeated next time (set {ENV_VAR} to a writable folder)",
                       stacklevel=2)
+    else:
+        _remove_superseded(target, kind, path, params)
     return pool
+
+
+def _remove_superseded(target, kind, path, params):
+    """Delete the cache files that can never be read again: those of the same source path
+    and parameters (its content changed, so their key never matches again) and those whose
+    source no longer exists (a deleted folder, such as a test's temporary data)."""
+    folder = os.path.dirname(target)
+    source = os.path.abspath(path)
+    for name in os.listdir(folder):
+        other = os.path.join(folder, name)
+        if other == target or not (name.startswith(kind + "-") and name.endswith(".npz")):
+            continue
+        try:
+            with np.load(other, allow_pickle=False) as data:
+                meta = json.loads(data["__metadata__"].tobytes().decode())
+            stale = (meta.get("source") == source and meta.get("params") == params) \
+                or not os.path.exists(meta.get("source", ""))
+            if stale:
+                os.remove(other)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            continue  # someone else's file, or one being written: leave it alone
 
 
 def _read(target, key):

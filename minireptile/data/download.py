@@ -3,6 +3,10 @@
 Files come from the Omniglot repository (brendenlake/omniglot, folder ``python/``). Each is
 checked against the size and SHA-256 below before it is used:
 
+* ``all_runs.zip``: Lake et al.'s 20 one-shot classification runs, the repository's
+  ``python/one-shot-classification/all_runs.zip`` (352,787 bytes); it must also hold the runs'
+  ``class_labels.txt`` files. It is kept as a zip: ``eval lake`` reads it directly.
+
 * ``images_background_small1.zip`` and ``images_background_small2.zip``: the SHA-256 of the
   files at the repository's commit 057f034 (the TensorFlow Datasets checksum file below lists
   the same values).
@@ -48,10 +52,16 @@ class Release:
     size: int
     sha256: str
     md5: str = ""
+    folder: str = ""  # below the base URL (and the repository's python/ folder)
+    images: bool = True  # Omniglot images (extracted, usable as --data), else Lake's runs
 
     @property
     def filename(self):
         return self.name + ".zip"
+
+    @property
+    def url_path(self):
+        return f"{self.folder}/{self.filename}" if self.folder else self.filename
 
 
 RELEASES = {r.name: r for r in [
@@ -65,6 +75,10 @@ RELEASES = {r.name: r for r in [
             "f38eb80f801274ac2b4dff5b24289016bfaba4a7d5bb50deebf27104ad6cb8a4"),
     Release("images_background_small2", 1580917,
             "3ccaa407515a8778e5d0861875af38b17e418f301ad5bb3b5a6b65d901a41c7f"),
+    # Lake's 20 one-shot runs (``minireptile eval lake --runs``), read from the zip as it is.
+    Release("all_runs", 352787,
+            "437c1eeab0af8484112e1b4cc0f3d541ec727f7c47b9b202da738af9dfd6c325",
+            folder="one-shot-classification", images=False),
 ]}
 
 
@@ -86,9 +100,14 @@ def verify(path, rel):
         return f"has sha256 {digest}, expected {rel.sha256}"
     try:
         with zipfile.ZipFile(path) as archive:
-            tops = {n.split("/", 1)[0] for n in archive.namelist()}
+            names = archive.namelist()
     except zipfile.BadZipFile as err:
         return f"is not a readable zip ({err})"
+    if not rel.images:
+        if not any(n.endswith("class_labels.txt") for n in names):
+            return "holds no runNN/class_labels.txt"
+        return None
+    tops = {n.split("/", 1)[0] for n in names}
     if tops != {rel.name}:
         return f"holds top folders {sorted(tops)[:3]}, expected only {rel.name!r}"
     return None
@@ -146,7 +165,7 @@ def fetch(rel, dest, base_url=BASE_URL, progress=True, log=print):
             return target
         log(f"{rel.filename}: existing file {problem}; downloading it again")
         os.unlink(target)
-    url = base_url.rstrip("/") + "/" + rel.filename
+    url = base_url.rstrip("/") + "/" + rel.url_path
     part = target + ".part"
     for attempt in range(2):
         if os.path.exists(part):
@@ -199,15 +218,15 @@ def download_omniglot(dest, names=None, base_url=BASE_URL, do_extract=True, prog
         Folder to hold the zips and the extracted folders (created if missing).
     names : list of str, optional
         Which files (``images_background``, ``images_evaluation``,
-        ``images_background_small1``, ``images_background_small2``; ``.zip`` optional).
-        Default: all four.
+        ``images_background_small1``, ``images_background_small2``, ``all_runs``; ``.zip``
+        optional). Default: all five.
     base_url : str
         Folder URL the files are fetched from.
 
     Returns
     -------
     list of str: the extracted folders (or the zips when ``do_extract`` is False), usable as
-    ``--data`` sources.
+    ``--data`` sources, and ``all_runs.zip`` (never extracted), usable as ``--runs``.
     """
     rels = [release(n) for n in (names or list(RELEASES))]
     if os.path.exists(dest) and not os.path.isdir(dest):
@@ -216,5 +235,5 @@ def download_omniglot(dest, names=None, base_url=BASE_URL, do_extract=True, prog
     out = []
     for rel in rels:
         path = fetch(rel, dest, base_url, progress, log)
-        out.append(extract(path, dest, rel.name) if do_extract else path)
+        out.append(extract(path, dest, rel.name) if do_extract and rel.images else path)
     return out

@@ -142,6 +142,7 @@ def load_lake_runs(path, size=IMAGE_SIZE):
                                   where)
             train_files = sorted({train for _, train in pairs})
             test_files = sorted(test for test, _ in pairs)
+            _check_files(reader, prefix, run, train_files, test_files, where)
             answer = dict(pairs)
 
             runs.append(LakeRun(
@@ -154,6 +155,26 @@ def load_lake_runs(path, size=IMAGE_SIZE):
         return runs
     finally:
         reader.close()
+
+
+def _check_files(reader, prefix, run, train_files, test_files, where):
+    """Raise unless the run's folders hold exactly the images its labels list, one test
+    image per training class."""
+    for kind, listed in (("training", train_files), ("test", test_files)):
+        present = {f[len(prefix):] for f in reader.files
+                   if f.startswith(f"{prefix}{run}/{kind}/") and f.lower().endswith(".png")}
+        absent = sorted(set(listed) - present)
+        unlisted = sorted(present - set(listed))
+        if absent or unlisted:
+            raise InputError(
+                f"{reader.path}/{prefix}{run}/{kind} holds {len(present)} images but "
+                f"{where} lists {len(listed)}"
+                + (f"; missing {absent[:3]}" if absent else "")
+                + (f"; not listed {unlisted[:3]}" if unlisted else "")
+                + "; re-extract all_runs.zip")
+    if len(test_files) != len(train_files):
+        raise InputError(f"{where} lists {len(test_files)} test images for "
+                         f"{len(train_files)} classes; a run has one test image per class")
 
 
 def _load_images(reader, prefix, rels, size):

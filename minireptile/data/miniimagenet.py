@@ -38,6 +38,7 @@ the split folder), about 1.3 GB of uint8 in all, and later loads take seconds.
 """
 
 import os
+import zipfile
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -202,6 +203,10 @@ def load_miniimagenet(root, size=IMAGE_SIZE, resample="nearest", cache_dir=None,
     Mini-ImageNet), in the order of ``splits``.
     """
     root = os.fspath(root)
+    if os.path.isfile(root):
+        kind = "a zip file" if zipfile.is_zipfile(root) else "a file"
+        raise InputError(f"Mini-ImageNet --data {root!r} is {kind}, not a folder (Omniglot "
+                         f"zips go to `train omniglot`); {LAYOUT_HINT}")
     if not os.path.isdir(root):
         raise InputError(f"Mini-ImageNet folder {root!r} does not exist; {LAYOUT_HINT}")
     unknown = [s for s in splits if s not in SPLITS]

@@ -64,8 +64,12 @@ def decode_image(data, where, size=IMAGE_SIZE):
             img = img.convert("L").point(lambda v: 255 if v >= 128 else 0).convert("1")
         img = img.resize((size, size), Image.Resampling.NEAREST)
         return np.array(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-            Image.DecompressionBombError) as err:
+    except UnidentifiedImageError:
+        # (Pillow's own message names the in-memory buffer, not the file.)
+        raise InputError(f"image {where!r} is not a readable PNG (not an image format "
+                         f"Pillow recognises); re-extract or re-download the data "
+                         f"({FETCH_HINT})") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise InputError(f"image {where!r} is not a readable PNG ({err}); re-extract or "
                          f"re-download the data ({FETCH_HINT})") from None
 
