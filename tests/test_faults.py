@@ -1,0 +1,311 @@
+"""Faults that must never end in a silent wrong answer: divergence, non-finite flags, runs
+that forget their data, resumes that extend a run, failed commands leaving folders behind."""
+
+import argparse
+import errno
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from minireptile.checkpoint import load_npz, save_npz_atomic
+from minireptile.cli import build_parser, main
+from minireptile.commands.args import non_negative_float, positive_float
+from minireptile.errors import InputError
+from minireptile.fewshot import FewShotLearner, InnerConfig
+from minireptile.guard import EXIT_DIVERGED, DivergedError
+from minireptile.training import TrainConfig, train
+
+from test_training import small_config, tiny_model, vector_classes
+
+QUIET = dict(progress=False, log=lambda *_: None)
+
+
+def train_args(data, checkpoint, *extra):
+    return ["train", "omniglot", "--data", str(data), "--num-train", "8", "--classes", "3",
+            "--shots", "1", "--train-shots", "2", "--inner-batch", "4", "--inner-iters", "1",
+            "--meta-iters", "2", "--eval-iters", "1", "--eval-samples", "0",
+            "--checkpoint", str(checkpoint), "--no-progress", *extra]
+
+
+def one_line_error(capsys):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    return err
+
+
+# -- divergence -----------------------------------------------------------------------------
+
+def test_divergence_stops_with_status_3_and_keeps_the_last_good_checkpoint(tmp_path,
+                                                                          monkeypatch):
+    model = tiny_model()
+    classes = vector_classes()
+    run = tmp_path / "run"
+    train(model, classes, classes, small_config(meta_iters=4), run, **QUIET)
+    good = (run / "checkpoint.npz").read_bytes()
+    honest = FewShotLearner.train_step
+    calls = []
+
+    def poisoned(self, *args):
+        loss = honest(self, *args)
+        calls.append(1)
+        if len(calls) == 2:  # the resumed run's iteration 5
+            self.phi[3] = np.inf
+        return loss
+
+    monkeypatch.setattr(FewShotLearner, "train_step", poisoned)
+    with pytest.raises(DivergedError) as err:
+        train(model, classes, classes, small_config(meta_iters=10), run, resume=True, **QUIET)
+    message = str(err.value)
+    assert "diverged at iteration 5" in message and "parameters" in message
+    assert "last good checkpoint (iteration 4)" in message and "--learning-rate" in message
+    assert (run / "checkpoint.npz").read_bytes() == good
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in metrics.jsonl"))
+
+
+def test_command_line_divergence_exits_3_in_one_line(tmp_path, synthetic_omniglot, capsys):
+    run = tmp_path / "run"
+    code = main(train_args(synthetic_omniglot, run, "--sgd", "--learning-rate", "1e30",
+                           "--meta-iters", "5"))
+    assert code == EXIT_DIVERGED == 3
+    err = one_line_error(capsys)
+    assert "diverged at iteration 0" in err and "no checkpoint had been written" in err
+    assert not (run / "checkpoint.npz").exists()
+
+
+def test_diverging_fine_tuning_is_not_scored(tmp_path):
+    model = tiny_model()
+    classes = vector_classes()
+    learner = FewShotLearner(model, model.init_params(np.random.default_rng(0)),
+                             InnerConfig(learning_rate=1e300, sgd=True, batch=3, iters=2))
+    with pytest.raises(DivergedError, match="fine-tuned weights.*--learning-rate"):
+        learner.evaluate(classes, 3, 2, 3, 5, np.random.default_rng(0))
+
+
+def test_checkpoint_holding_nan_is_refused_by_eval(tmp_path, synthetic_omniglot, capsys):
+    run = tmp_path / "run"
+    assert main(train_args(synthetic_omniglot, run)) == 0
+    arrays, meta = load_npz(run / "checkpoint.npz")
+    arrays["phi"][0] = np.nan
+    save_npz_atomic(run / "checkpoint.npz", arrays, meta)
+    capsys.readouterr()
+    assert main(["eval", "omniglot", "--checkpoint", str(run), "--eval-samples", "2",
+                 "--no-progress"]) == 3
+    assert "non-finite values in parameters" in one_line_error(capsys)
+
+
+def test_sine_divergence_exits_3(capsys):
+    code = main(["sine", "--iterations", "50", "--inner-lr", "1e20", "--eval-tasks", "0",
+                 "--no-progress"])
+    assert code == 3
+    assert "sine meta-training diverged at iteration" in one_line_error(capsys)
+
+
+def _numeric_flags():
+    """(command words, flag) for every flag parsed as a real number, on every command."""
+    found = []
+
+    def walk(parser, words):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, words + [name])
+            elif action.type is float:
+                found.append((words, action.option_strings[0], "bare float"))
+            elif action.type in (positive_float, non_negative_float):
+                found.append((words, action.option_strings[0], None))
+
+    walk(build_parser(), [])
+    return found
+
+
+def test_every_numeric_flag_refuses_nan_and_infinities(capsys):
+    flags = _numeric_flags()
+    assert len(flags) >= 8 and not [f for f in flags if f[2]], flags
+    for words, flag, _ in flags:
+        for bad in ("nan", "inf", "-inf", "NaN", "1e400"):
+            with pytest.raises(SystemExit) as stop:
+                build_parser().parse_args(words + [f"{flag}={bad}"])
+            assert stop.value.code == 2
+            err = one_line_error(capsys)
+            assert flag in err and "finite" in err, err
+
+
+def test_library_configuration_refuses_non_finite_values():
+    with pytest.raises(InputError, match="--meta-step-final must be a finite number"):
+        TrainConfig(meta_step_final=float("inf")).validate()
+
+
+# -- a run remembers its data ---------------------------------------------------------------
+
+@pytest.fixture
+def trained(tmp_path, synthetic_omniglot):
+    run = tmp_path / "run"
+    assert main(train_args(synthetic_omniglot, run)) == 0
+    return run
+
+
+def test_eval_reuses_the_run_data_and_split(trained, capsys):
+    capsys.readouterr()
+    assert main(["eval", "omniglot", "--checkpoint", str(trained), "--eval-samples", "3",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "data: the run's images; the run's split" in out
+    assert "Test accuracy" in out
+
+
+def test_eval_on_an_overlapping_split_is_refused_unless_allowed(trained, synthetic_omniglot,
+                                                                capsys):
+    capsys.readouterr()
+    argv = ["eval", "omniglot", "--checkpoint", str(trained), "--num-train", "4",
+            "--eval-samples", "3", "--no-progress", "--split", "test"]
+    assert main(argv) == 2
+    err = one_line_error(capsys)
+    assert "classes the run trained on" in err and "--allow-train-overlap" in err
+    assert main(argv + ["--allow-train-overlap"]) == 0
+    out = capsys.readouterr().out
+    assert "split changed: --num-train 4 (run: 8)" in out
+    assert "NOT a held-out accuracy" in out
+
+
+def test_eval_of_a_run_trained_with_a_smaller_split_needs_no_repetition(
+        tmp_path, synthetic_omniglot, capsys):
+    run = tmp_path / "run"
+    assert main(train_args(synthetic_omniglot, run, "--num-train", "5")) == 0
+    capsys.readouterr()
+    assert main(["eval", "omniglot", "--checkpoint", str(run), "--data", str(synthetic_omniglot),
+                 "--eval-samples", "2", "--no-progress"]) == 0
+    assert "the run's split" in capsys.readouterr().out
+
+
+def test_pretrained_refuses_another_split_or_other_data(trained, synthetic_omniglot, tmp_path,
+                                                        capsys):
+    assert main(train_args(synthetic_omniglot, trained, "--pretrained", "--num-train",
+                           "6")) == 2
+    assert "--pretrained evaluates the run on its own split" in one_line_error(capsys)
+    other = tmp_path / "other"
+    shutil.copytree(synthetic_omniglot, other)
+    first = sorted(other.rglob("*.png"))[0]
+    shutil.copy(sorted(other.rglob("*.png"))[1], first)
+    assert main(train_args(other, trained, "--pretrained")) == 2
+    assert "other images than the run" in one_line_error(capsys)
+    assert main(train_args(synthetic_omniglot, trained, "--pretrained", "--eval-samples",
+                           "2")) == 0
+
+
+def test_resume_checks_the_content_not_the_path(trained, synthetic_omniglot, tmp_path, capsys):
+    moved = tmp_path / "moved" / "data"
+    shutil.copytree(synthetic_omniglot, moved)  # new path, new modification times
+    link = tmp_path / "link"
+    link.symlink_to(synthetic_omniglot)
+    assert main(train_args(moved, trained, "--resume", "--meta-iters", "3")) == 0
+    assert main(train_args(link, trained, "--resume", "--meta-iters", "4")) == 0
+    # A different image behind the original path is refused.
+    first = sorted(moved.rglob("*.png"))[0]
+    shutil.copy(sorted(moved.rglob("*.png"))[1], first)
+    capsys.readouterr()
+    before = (trained / "checkpoint.npz").read_bytes()
+    assert main(train_args(moved, trained, "--resume", "--meta-iters", "5")) == 2
+    err = one_line_error(capsys)
+    assert "the data's content" in err
+    assert (trained / "checkpoint.npz").read_bytes() == before
+
+
+# -- resume to a larger --meta-iters --------------------------------------------------------
+
+def test_resume_to_more_iterations_is_bit_identical_to_a_longer_run(tmp_path):
+    model = tiny_model()
+    classes = vector_classes()
+    constant = dict(meta_step=0.5, meta_step_final=0.5)
+    straight = train(model, classes, classes, small_config(meta_iters=10, **constant),
+                     tmp_path / "a",
+                     **QUIET)
+    train(model, classes, classes, small_config(meta_iters=6, **constant), tmp_path / "b",
+          **QUIET)
+    logged = []
+    extended = train(model, classes, classes, small_config(meta_iters=10, **constant),
+                     tmp_path / "b",
+                     resume=True, progress=False, log=logged.append)
+    assert "extending" in logged[0] and "from 6 to 10 iterations" in logged[0]
+    np.testing.assert_array_equal(straight.phi, extended.phi)
+    a, _ = load_npz(tmp_path / "a" / "checkpoint.npz")
+    b, meta = load_npz(tmp_path / "b" / "checkpoint.npz")
+    assert a.keys() == b.keys() and meta["config"]["meta_iters"] == 10
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+    def metrics(folder):
+        records = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+    assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+
+
+def test_resume_still_refuses_other_changes_and_shrinking(tmp_path):
+    model = tiny_model()
+    classes = vector_classes()
+    train(model, classes, classes, small_config(meta_iters=6), tmp_path / "run", **QUIET)
+    with pytest.raises(InputError, match=r"--meta-iters 4 \(checkpoint: 6; it may grow"):
+        train(model, classes, classes, small_config(meta_iters=4), tmp_path / "run",
+              resume=True, **QUIET)
+    with pytest.raises(InputError, match=r"changed: --inner-iters 3.*--learning-rate 0.5"):
+        train(model, classes, classes,
+              small_config(meta_iters=12, learning_rate=0.5, inner_iters=3), tmp_path / "run",
+              resume=True, **QUIET)
+
+
+# -- failed commands leave nothing behind ---------------------------------------------------
+
+def test_failed_commands_leave_no_run_folder(tmp_path, synthetic_omniglot, capsys):
+    cases = [
+        (train_args(synthetic_omniglot, tmp_path / "a", "--resume"), "nothing to resume"),
+        (train_args(synthetic_omniglot, tmp_path / "b", "--train-shots", "50"), "50"),
+        (train_args(synthetic_omniglot, tmp_path / "c", "--classes", "100000"), "--classes"),
+    ]
+    for argv, message in cases:
+        capsys.readouterr()
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        assert message in captured.err and captured.err.count("\n") == 1, captured.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    # --classes 100000 is refused before the 25.8M-parameter table is printed.
+    assert "parameters" not in captured.out
+
+
+def test_checkpoint_naming_a_file_is_refused_clearly(tmp_path, synthetic_omniglot, capsys):
+    target = tmp_path / "file"
+    target.write_text("not a folder")
+    assert main(train_args(synthetic_omniglot, target)) == 2
+    assert "--checkpoint" in (err := one_line_error(capsys)) and "is a file" in err
+
+
+def test_interrupted_training_says_how_to_continue(tmp_path, synthetic_omniglot, capsys,
+                                                   monkeypatch):
+    import minireptile.commands.fewshot as fewshot
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fewshot, "train", interrupted)
+    assert main(train_args(synthetic_omniglot, tmp_path / "run")) == 130
+    err = one_line_error(capsys)
+    assert "interrupted" in err and "--resume" in err
+
+
+def test_full_disk_names_the_checkpoint_and_keeps_the_old_one(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.npz"
+    save_npz_atomic(path, {"phi": np.arange(3.0)}, {"kind": "x"})
+    before = path.read_bytes()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    with pytest.raises(OSError) as err:
+        save_npz_atomic(path, {"phi": np.arange(4.0)}, {"kind": "x"})
+    assert err.value.filename == str(path) and "No space left" in str(err.value)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz"]
