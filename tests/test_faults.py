@@ -309,3 +309,172 @@ def test_full_disk_names_the_checkpoint_and_keeps_the_old_one(tmp_path, monkeypa
     assert err.value.filename == str(path) and "No space left" in str(err.value)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz"]
+
+
+# -- installation, messages, cache ----------------------------------------------------------
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Drops the editable install's import hook, so the source folder is found only as the
+# current directory on sys.path, as after `pip install .` run from the repository root.
+NO_EDITABLE_HOOK = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if not "
+                    "(getattr(f, '__module__', '') or type(f).__module__)"
+                    ".startswith('__editable__')]; ")
+
+
+@pytest.mark.parametrize("code", [
+    "import minireptile, minireptile.kernels.conv as c; "
+    "assert c.__file__.endswith('kernels/conv.py'), c.__file__; print('ok')",
+    "import runpy, sys; sys.argv = ['minireptile', '--help']; "
+    "runpy.run_module('minireptile', run_name='__main__')",
+])
+def test_the_package_imports_from_the_repository_root(code):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", NO_EDITABLE_HOOK + code], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout or "usage: minireptile" in result.stdout
+
+
+def test_python_m_minireptile_runs_the_command_line():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "minireptile", "sine", "--inner-lr", "nan"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--inner-lr" in result.stderr
+
+
+def test_corrupt_png_names_its_member_not_a_buffer(tmp_path):
+    from minireptile.data.omniglot import read_omniglot_source
+
+    folder = tmp_path / "data" / "Alpha" / "character01"
+    folder.mkdir(parents=True)
+    (folder / "0001_01.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(InputError) as err:
+        read_omniglot_source(tmp_path / "data", progress=False)
+    assert "0001_01.png" in str(err.value) and "BytesIO" not in str(err.value)
+
+
+def test_sine_outputs_are_checked_before_training(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        for flag in ("--plot", "--save"):
+            with pytest.raises(SystemExit) as stop:
+                main(["sine", flag, str(locked / "out.file")])
+            assert stop.value.code == 2
+            err = one_line_error(capsys)
+            assert flag in err and "not writable" in err
+    finally:
+        locked.chmod(0o700)
+
+
+def test_sine_save_failure_names_the_target(tmp_path, monkeypatch, capsys):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    target = tmp_path / "phi.npz"
+    assert main(["sine", "--iterations", "2", "--eval-tasks", "0", "--no-progress",
+                 "--save", str(target)]) == 2
+    err = one_line_error(capsys)
+    assert str(target) in err and "No space left on device" in err and ".tmp-" not in err
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_miniimagenet_given_a_zip_says_so(synthetic_omniglot, tmp_path, capsys):
+    archive = shutil.make_archive(str(tmp_path / "omniglot"), "zip", synthetic_omniglot)
+    assert main(["train", "miniimagenet", "--data", archive, "--meta-iters", "1",
+                 "--checkpoint", str(tmp_path / "run")]) == 2
+    err = one_line_error(capsys)
+    assert "is a zip file, not a folder" in err and "does not exist" not in err
+
+
+def test_eval_help_shows_plain_percent_and_no_none_defaults(capsys):
+    for words in (["eval", "omniglot"], ["eval", "miniimagenet"], ["eval", "lake"]):
+        with pytest.raises(SystemExit):
+            main(words + ["--help"])
+        out = capsys.readouterr().out
+        assert "%%" not in out and "default None" not in out and "95%" in out
+
+
+def test_the_image_cache_keeps_one_file_per_source(tmp_path, synthetic_omniglot):
+    from minireptile.data.omniglot import load_omniglot_source
+
+    cache = tmp_path / "cache"
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_omniglot, data)
+    load_omniglot_source(data, cache_dir=cache, progress=False)
+    load_omniglot_source(data, cache_dir=cache, progress=False)
+    assert len(list(cache.iterdir())) == 1
+    # The folder changes: its old entry can never be hit again and goes.
+    png = sorted(data.rglob("*.png"))[0]
+    os.utime(png, ns=(1, 1))
+    load_omniglot_source(data, cache_dir=cache, progress=False)
+    assert len(list(cache.iterdir())) == 1
+    # Another source's entry stays while the source exists and goes when it is deleted.
+    other = tmp_path / "other"
+    shutil.copytree(synthetic_omniglot, other)
+    load_omniglot_source(other, cache_dir=cache, progress=False)
+    assert len(list(cache.iterdir())) == 2
+    shutil.rmtree(other)
+    os.utime(png, ns=(2, 2))
+    load_omniglot_source(data, cache_dir=cache, progress=False)
+    assert len(list(cache.iterdir())) == 1
+
+
+def test_gitignore_covers_virtual_environments():
+    with open(os.path.join(REPO, ".gitignore"), encoding="utf-8") as f:
+        assert ".venv/" in f.read().split()
+
+
+def test_data_omniglot_fetches_and_checks_lakes_runs(tmp_path, monkeypatch, capsys):
+    import dataclasses
+    import functools
+    import http.server
+    import threading
+
+    from minireptile.data import download
+    from minireptile.data.cache import file_sha256
+    from minireptile.data.lake import make_lake_fixture
+
+    served = tmp_path / "served"
+    runs = tmp_path / "build" / "all_runs"
+    make_lake_fixture(runs, [[np.eye(28, dtype=np.uint8)] * 2 for _ in range(20)], 1,
+                      np.random.default_rng(0))
+    (served / "one-shot-classification").mkdir(parents=True)
+    archive = shutil.make_archive(str(served / "one-shot-classification" / "all_runs"), "zip",
+                                  runs)
+    real = download.RELEASES["all_runs"]
+    assert (real.folder, real.size) == ("one-shot-classification", 352787)
+    fake = dataclasses.replace(real, size=os.path.getsize(archive), sha256=file_sha256(archive))
+    monkeypatch.setitem(download.RELEASES, "all_runs", fake)
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler,
+                                            directory=str(served)))
+    server.RequestHandlerClass.log_message = lambda *args: None
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        dest = tmp_path / "dest"
+        argv = ["data", "omniglot", "--dest", str(dest), "--base-url", url, "--only",
+                "all_runs", "--no-progress"]
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert f"eval lake --runs {dest / 'all_runs.zip'}" in out
+        assert sorted(p.name for p in dest.iterdir()) == ["all_runs.zip"]  # kept as a zip
+        # A file with the wrong hash is refused by name.
+        monkeypatch.setitem(download.RELEASES, "all_runs",
+                            dataclasses.replace(fake, sha256="0" * 64))
+        (dest / "all_runs.zip").unlink()
+        assert main(argv) == 2
+        assert "all_runs.zip" in capsys.readouterr().err
+    finally:
+        server.shutdown()
+        server.server_close()
