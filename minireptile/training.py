@@ -15,6 +15,11 @@ and the final parameters are bit-identical to those of an uninterrupted run.
 import json
 import os
 import time
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locking, as before
+    fcntl = None
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -319,11 +324,58 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
     if os.path.exists(run.directory) and not os.path.isdir(run.directory):
         raise InputError(f"--checkpoint {run.directory!r} is a file; give a folder for the "
                          "run (created if missing)")
+    if resume and not run.exists():
+        raise InputError(f"nothing to resume: {run.checkpoint_path!r} does not exist; "
+                         "drop --resume to start a new run")
+    with RunLock(run.directory):
+        return _train_locked(model, train_classes, test_classes, config, run, resume,
+                             progress, log, data)
+
+
+class RunLock:
+    """Exclusive use of a run folder while a process trains in it.
+
+    Two processes writing one ``--checkpoint`` folder would interleave their metrics and
+    overwrite each other's checkpoints; the second is refused instead. The lock is an
+    ``flock`` on ``<dir>/.lock``, released by the kernel when the process ends, however it
+    ends. A folder this lock created is removed again if the run left nothing else in it.
+    """
+
+    FILE = ".lock"
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.path = os.path.join(directory, self.FILE)
+        self.created = False
+        self.file = None
+
+    def __enter__(self):
+        self.created = not os.path.isdir(self.directory)
+        os.makedirs(self.directory, exist_ok=True)
+        self.file = open(self.path, "a")
+        try:
+            if fcntl is not None:
+                fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.close()
+            self.file = None
+            raise InputError(f"another process is training in {self.directory!r}; wait for it "
+                             "to finish, or choose another --checkpoint folder") from None
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()  # releases the lock
+        if self.created and os.listdir(self.directory) == [self.FILE]:
+            os.remove(self.path)
+            os.rmdir(self.directory)
+        return False
+
+
+def _train_locked(model, train_classes, test_classes, config, run, resume, progress, log,
+                  data):
+    """:func:`train`'s work, once the run folder is locked."""
     train_rng, eval_rng, _ = generators(config.seed)
     if resume:
-        if not run.exists():
-            raise InputError(f"nothing to resume: {run.checkpoint_path!r} does not exist; "
-                             "drop --resume to start a new run")
         phi, state, rng_states, start, saved_config, meta = run.load(model)
         check_resumable(config, saved_config, start, data, meta["extra"].get("data"))
         progress_state = meta["extra"].get("progress", {})

@@ -478,3 +478,133 @@ def test_data_omniglot_fetches_and_checks_lakes_runs(tmp_path, monkeypatch, caps
     finally:
         server.shutdown()
         server.server_close()
+
+
+# -- hostile or broken inputs ---------------------------------------------------------------
+
+def _png_bytes(array):
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((1, 1), "is 1×1 pixels"),
+    ((105, 60), "is 60×105 pixels"),
+    ((20, 20), "is 20×20 pixels"),
+])
+def test_images_of_the_wrong_size_are_refused(tmp_path, shape, message):
+    from minireptile.data.omniglot import read_omniglot_source
+
+    folder = tmp_path / "data" / "Alpha" / "character01"
+    folder.mkdir(parents=True)
+    (folder / "0001_01.png").write_bytes(_png_bytes(np.full(shape, 255, np.uint8)))
+    with pytest.raises(InputError, match=message + ".*square and at least 28×28"):
+        read_omniglot_source(tmp_path / "data", progress=False)
+
+
+def test_rgb_png_is_thresholded_like_a_gray_one(tmp_path):
+    from minireptile.data.omniglot import read_omniglot_source
+
+    folder = tmp_path / "data" / "Alpha" / "character01"
+    folder.mkdir(parents=True)
+    rgb = np.full((105, 105, 3), 250, np.uint8)
+    rgb[30:70, 30:70] = (10, 20, 30)
+    (folder / "0001_01.png").write_bytes(_png_bytes(rgb))
+    pool = read_omniglot_source(tmp_path / "data", progress=False)
+    assert pool.images.shape == (1, 28, 28) and set(np.unique(pool.images)) == {0, 1}
+
+
+def test_zip_member_declaring_a_huge_size_is_refused_before_inflating(tmp_path):
+    import zipfile
+
+    from minireptile.data.omniglot import MAX_IMAGE_BYTES, read_omniglot_source
+
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("root/Alpha/character01/0001_01.png",
+                         _png_bytes(np.full((28, 28), 255, np.uint8)))
+        with archive.open("root/Alpha/character01/0001_02.png", "w", force_zip64=True) as f:
+            block = bytes(1 << 20)
+            for _ in range(MAX_IMAGE_BYTES // len(block) + 1):
+                f.write(block)
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(InputError, match="0001_02.png.*declares 9,437,184 bytes"):
+        read_omniglot_source(bomb, progress=False)
+
+
+def test_names_that_are_not_utf8_are_read_or_refused_clearly(tmp_path):
+    from minireptile.data.omniglot import read_omniglot_source
+
+    root = tmp_path / "data"
+    folder = os.path.join(os.fsencode(root), b"Alph\xff", b"character01")
+    os.makedirs(folder)
+    with open(os.path.join(folder, b"0001_\xfe.png"), "wb") as f:
+        f.write(_png_bytes(np.full((28, 28), 255, np.uint8)))
+    pool = read_omniglot_source(root, progress=False)
+    # The name keeps the undecodable bytes (as surrogate escapes) and is printable.
+    assert len(pool.names) == 1 and pool.names[0].endswith("/character01")
+    repr(pool.names[0])
+
+
+def test_concurrent_runs_in_one_folder_are_refused(tmp_path):
+    from minireptile.training import RunLock
+
+    model = tiny_model()
+    classes = vector_classes()
+    with RunLock(str(tmp_path / "run")):
+        with pytest.raises(InputError, match="another process is training in"):
+            train(model, classes, classes, small_config(), tmp_path / "run", **QUIET)
+    train(model, classes, classes, small_config(), tmp_path / "run", **QUIET)
+    assert (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_concurrent_command_line_runs_in_one_folder(tmp_path, synthetic_omniglot):
+    import subprocess
+    import sys
+    import time
+
+    argv = [sys.executable, "-m", "minireptile"] + train_args(
+        synthetic_omniglot, tmp_path / "run", "--meta-iters", "100000", "--checkpoint-interval",
+        "1")
+    first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             cwd=tmp_path)
+    try:
+        deadline = time.time() + 120
+        while not (tmp_path / "run" / "checkpoint.npz").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        second = subprocess.run(argv + ["--resume"], capture_output=True, text=True,
+                                cwd=tmp_path, timeout=120)
+        assert second.returncode == 2 and "another process is training" in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_checkpoints_of_a_newer_format_or_another_model_are_refused(trained, capsys):
+    arrays, meta = load_npz(trained / "checkpoint.npz")
+    newer = trained.parent / "newer"
+    newer.mkdir()
+    save_npz_atomic(newer / "checkpoint.npz", arrays, dict(meta, format=99))
+    assert main(["eval", "omniglot", "--checkpoint", str(newer), "--no-progress"]) == 2
+    assert "format 99, newer than" in one_line_error(capsys)
+    assert main(["eval", "miniimagenet", "--checkpoint", str(trained), "--no-progress"]) == 2
+    err = one_line_error(capsys)
+    assert "holds a omniglot" in err or "omniglot" in err
+
+
+def test_checkpoint_of_the_first_format_is_still_evaluated(trained, synthetic_omniglot,
+                                                           capsys):
+    arrays, meta = load_npz(trained / "checkpoint.npz")
+    del meta["format"]
+    meta["extra"]["data"] = {"sources": [str(synthetic_omniglot)], "num_train": 8,
+                             "train_alphabet": None}
+    save_npz_atomic(trained / "checkpoint.npz", arrays, meta)
+    capsys.readouterr()
+    assert main(["eval", "omniglot", "--checkpoint", str(trained), "--eval-samples", "2",
+                 "--no-progress"]) == 0
+    assert main(train_args(synthetic_omniglot, trained, "--resume", "--meta-iters", "3")) == 0

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
-from .omniglot import IMAGE_SIZE, decode_image
+from .omniglot import IMAGE_SIZE, check_member_size, decode_image
 
 LABELS = "class_labels.txt"
 RUN_RE = re.compile(r"run\d+$")
@@ -81,6 +81,7 @@ class _Reader:
     def read(self, rel):
         try:
             if self.archive is not None:
+                check_member_size(self.archive, rel, self.path)
                 return self.archive.read(rel)
             with open(os.path.join(self.path, rel), "rb") as f:
                 return f.read()

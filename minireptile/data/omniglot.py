@@ -32,9 +32,12 @@ from .pool import ClassSet, ImagePool, augment_rotations, merge_pools, split_cla
 
 IMAGE_SIZE = 28
 NUM_TRAIN_CHARACTERS = 1200
+# An Omniglot or Lake PNG is 1-3 KB; a zip member declaring more is not one (a "zip bomb"
+# would otherwise be inflated into memory before anything could look at it).
+MAX_IMAGE_BYTES = 8 << 20
 FETCH_HINT = "download it with `minireptile data omniglot --dest DIR`"
 
-__all__ = ["IMAGE_SIZE", "decode_image", "read_omniglot_source", "load_omniglot_source",
+__all__ = ["IMAGE_SIZE", "check_member_size", "decode_image", "read_omniglot_source", "load_omniglot_source",
            "load_omniglot", "split_by_character", "split_by_alphabet", "alphabets",
            "omniglot_splits", "augment_rotations"]
 
@@ -58,12 +61,20 @@ def decode_image(data, where, size=IMAGE_SIZE):
     try:
         img = Image.open(io.BytesIO(data))
         img.load()
+        width, height = img.size
+        if width != height or width < size:
+            # Resizing would distort it or invent its pixels: not an Omniglot drawing.
+            raise InputError(f"image {where!r} is {width}×{height} pixels; Omniglot drawings "
+                             f"are square and at least {size}×{size} (105×105 in the "
+                             f"release); re-extract or re-download the data ({FETCH_HINT})")
         if img.mode != "1":
             # Not the official 1-bit format: threshold at half intensity so the nearest-
             # neighbour resize below still sees 1-bit pixels.
             img = img.convert("L").point(lambda v: 255 if v >= 128 else 0).convert("1")
         img = img.resize((size, size), Image.Resampling.NEAREST)
         return np.array(img, dtype=np.uint8)
+    except InputError:
+        raise
     except UnidentifiedImageError:
         # (Pillow's own message names the in-memory buffer, not the file.)
         raise InputError(f"image {where!r} is not a readable PNG (not an image format "
@@ -72,6 +83,16 @@ def decode_image(data, where, size=IMAGE_SIZE):
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise InputError(f"image {where!r} is not a readable PNG ({err}); re-extract or "
                          f"re-download the data ({FETCH_HINT})") from None
+
+
+def check_member_size(archive, rel, path):
+    """Raise :class:`InputError` if zip member ``rel`` declares more than
+    :data:`MAX_IMAGE_BYTES` uncompressed (checked before it is inflated)."""
+    declared = archive.getinfo(rel).file_size
+    if declared > MAX_IMAGE_BYTES:
+        raise InputError(f"{rel!r} in {path!r} declares {declared:,} bytes uncompressed; an "
+                         f"image of the data set is a few KB, so the zip is not the official "
+                         f"one ({FETCH_HINT})")
 
 
 def _class_of(parts):
@@ -165,6 +186,7 @@ def read_omniglot_source(path, size=IMAGE_SIZE, progress=True):
 
         def read(rel):
             try:
+                check_member_size(archive, rel, path)
                 return archive.read(rel)
             except (zipfile.BadZipFile, OSError, EOFError) as err:
                 raise InputError(f"{rel!r} in {path!r} cannot be read ({err}); the zip is "
