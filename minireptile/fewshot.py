@@ -218,14 +218,25 @@ class FewShotLearner:
             self.optimizer.load_state_dict(saved)
 
     def predict_queries(self, w, support_images, query_images, transductive):
-        """Predicted labels of the queries after fine-tuning, shape (n_query,)."""
+        """Predicted labels of the queries after fine-tuning, shape (n_query,).
+
+        Raises :class:`~minireptile.guard.DivergedError` if an output is not finite (the
+        arg-max of NaNs is class 0 for every query, which would pass for a prediction)."""
         if transductive:
-            return np.argmax(self.model.predict(w, query_images), axis=1)
+            return np.argmax(self._logits(w, query_images), axis=1)
         out = np.empty(len(query_images), dtype=np.int64)
         for i, query in enumerate(query_images):
             batch = np.concatenate([support_images, query[None]])
-            out[i] = np.argmax(self.model.predict(w, batch)[-1])
+            out[i] = np.argmax(self._logits(w, batch)[-1])
         return out
+
+    def _logits(self, w, images):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            logits = self.model.predict(w, images)
+        check_finite({"network outputs": logits},
+                     f"the fine-tuned network overflows: lower --learning-rate "
+                     f"({self.inner.learning_rate})")
+        return logits
 
     # -- state for checkpoints ----------------------------------------------------------
     def state_dict(self):

@@ -168,13 +168,15 @@ def finetune_curve(model, phi, task, train_idx, lr, steps):
     out = {}
     for step in range(max(steps) + 1):
         if step in steps:
-            pred = model.predict(w, x)
-            out[step] = (float(np.mean((pred - y) ** 2)), pred)
+            with np.errstate(over="ignore", invalid="ignore"):
+                pred = model.predict(w, x)
+                out[step] = (float(np.mean((pred - y) ** 2)), pred)
         if step < max(steps):
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 model.loss_and_grad(w, x[train_idx], y[train_idx], out=grad)
                 sgd.step(w, grad)
-    check_finite({"fine-tuned weights": w},
+    check_finite({"fine-tuned weights": w,
+                  "squared errors": np.array([mse for mse, _ in out.values()])},
                  f"fine-tuning diverged: lower the learning rate ({lr})")
     return out
 
