@@ -37,8 +37,8 @@ def save_npz_atomic(path, arrays, metadata=None):
         if isinstance(err, OSError):
             # Name the file being written, not the temporary one (or none, as a full disk's
             # write error does); the previous version of the file is untouched.
-            raise OSError(err.errno, f"{err.strerror or err}; {os.fspath(path)!r} was not "
-                          "written (any previous version is intact)", os.fspath(path)) from None
+            raise OSError(err.errno, f"{err.strerror or err} (not written; any previous "
+                          "version of the file is intact)", os.fspath(path)) from None
         raise
 
 

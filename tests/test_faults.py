@@ -548,7 +548,12 @@ def test_names_that_are_not_utf8_are_read_or_refused_clearly(tmp_path):
     pool = read_omniglot_source(root, progress=False)
     # The name keeps the undecodable bytes (as surrogate escapes) and is printable.
     assert len(pool.names) == 1 and pool.names[0].endswith("/character01")
-    repr(pool.names[0])
+    argv = ["data", "info", "--data", str(root), "--num-train", "0", "--cache-dir",
+            str(tmp_path / "cache"), "--no-progress"]
+    assert main(argv) == 0 and main(argv) == 0  # through the cache, twice
+    with open(os.path.join(folder, b"0002_\xfe.png"), "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n broken")
+    assert main(argv) == 2  # the message names the file, escaped
 
 
 def test_concurrent_runs_in_one_folder_are_refused(tmp_path):

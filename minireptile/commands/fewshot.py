@@ -270,6 +270,7 @@ def run_train(args):
     dataset = args.few_shot
     config = config_from_args(args).validate()
     progress = not args.no_progress
+    _check_run_folder(args)
     if args.pretrained:
         # As the reference's --pretrained: the stored weights, evaluated with this command's
         # settings, on the run's own split of the same data.
@@ -310,6 +311,20 @@ def run_train(args):
     if args.eval_samples:
         _final_evaluation(learner, config, splits, dataset.final, args.eval_samples, progress)
     return 0
+
+
+def _check_run_folder(args):
+    """Refuse a --checkpoint that cannot be used before any data is read (the library checks
+    again, under the run's lock)."""
+    if args.pretrained:
+        return
+    if os.path.exists(args.checkpoint) and not os.path.isdir(args.checkpoint):
+        raise InputError(f"--checkpoint {args.checkpoint!r} is a file; give a folder for the "
+                         "run (created if missing)")
+    if args.resume and not os.path.exists(os.path.join(args.checkpoint, CHECKPOINT_FILE)):
+        raise InputError(f"nothing to resume: "
+                         f"{os.path.join(args.checkpoint, CHECKPOINT_FILE)!r} does not exist; "
+                         "drop --resume to start a new run")
 
 
 def _split_options(args):

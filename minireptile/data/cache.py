@@ -67,7 +67,9 @@ def source_fingerprint(path):
             full = os.path.join(folder, name)
             st = os.stat(full)
             rel = os.path.relpath(full, path).replace(os.sep, "/")
-            digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            # (surrogateescape: a file name need not be valid UTF-8)
+            digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n"
+                          .encode("utf-8", "surrogateescape"))
     return "stat:" + digest.hexdigest()
 
 

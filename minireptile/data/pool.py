@@ -69,7 +69,7 @@ class ImagePool:
         """Hex SHA-256 of the class names, class boundaries and pixels: the same for the
         same data wherever it was read from (a zip, its extracted folder, a copy)."""
         digest = hashlib.sha256()
-        digest.update("\0".join(str(n) for n in self.names).encode())
+        digest.update("\0".join(str(n) for n in self.names).encode("utf-8", "surrogatepass"))
         digest.update(np.ascontiguousarray(self.starts, dtype="<i8").tobytes())
         digest.update(str(self.images.shape).encode())
         digest.update(np.ascontiguousarray(self.images).data)
