@@ -29,11 +29,15 @@ def run(argv, capsys):
 
 
 def held_out_lines(out):
-    """The trailing ``after N steps: mean ± half`` lines as {N: mean}."""
+    """The four ``after N steps: mean ± half`` lines after the held-out header as
+    {N: mean} (only lines about written files may follow them)."""
     lines = out.rstrip("\n").splitlines()
-    tail = [HELD_OUT.match(line) for line in lines[-4:]]
-    assert all(tail), lines[-5:]
-    assert lines[-5].startswith("held-out mean squared error over")
+    start = next(i for i, line in enumerate(lines)
+                 if line.startswith("held-out mean squared error over")) + 1
+    tail = [HELD_OUT.match(line) for line in lines[start:start + 4]]
+    assert all(tail), lines[start - 1:]
+    assert all(line.startswith(("parameters saved to", "plot written to"))
+               for line in lines[start + 4:]), lines[start + 4:]
     return {int(m.group(1)): float(m.group(2)) for m in tail}
 
 

@@ -75,10 +75,6 @@ def run(args):
     phi, losses = sine.train(config, progress=not args.no_progress, model=model)
     print(f"meta-training: {config.iterations} iterations in {time.perf_counter() - start:.1f} s,"
           f" final inner loss {losses[-min(len(losses), 1000):].mean():.4f}")
-    if args.save:
-        save_npz_atomic(args.save, {"params": phi},
-                        {"model": model.name, "config": sine.config_dict(config)})
-        print(f"parameters saved to {args.save}")
 
     task, idx = sine.plot_task(args.eval_seed)
     curve = sine.finetune_curve(model, phi, task, idx, config.inner_lr, sine.PLOT_STEPS)
@@ -91,7 +87,13 @@ def run(args):
               f"fine-tuned on 10 points:")
         for step, (mean, half) in results.items():
             print(f"after {step:2d} steps: {mean:.4f} ± {half:.4f}")
-    if args.plot:  # last: a failure to write it loses none of the results printed above
+    # Files last: a failure to write them (a disk filled since the start) loses none of the
+    # results printed above.
+    if args.save:
+        save_npz_atomic(args.save, {"params": phi},
+                        {"model": model.name, "config": sine.config_dict(config)})
+        print(f"parameters saved to {args.save}")
+    if args.plot:
         from ..plotting import plot_sine_fit
 
         plot_sine_fit(args.plot, sine.X_ALL, task, idx, curve)
