@@ -434,11 +434,14 @@ def _train_locked(model, train_classes, test_classes, config, run, resume, progr
                             for classes in (train_classes, test_classes)
                         ]
             except DivergedError as err:
-                kept = (f"the last good checkpoint (iteration {saved_at}) is kept in "
-                        f"{run.checkpoint_path}" if saved_at is not None
-                        else "no checkpoint had been written yet")
-                raise DivergedError(f"meta-training diverged at iteration {iteration}: {err}; "
-                                    f"{kept}") from None
+                kept = (f"the last good checkpoint, after {saved_at} of {config.meta_iters} "
+                        f"iterations, is kept in {run.checkpoint_path}"
+                        if saved_at is not None else "no checkpoint had been written yet")
+                # Fine-tuning for the periodic evaluation may be the first to overflow when
+                # it is Φ that grew: name the training step sizes too.
+                also = "" if "--meta-step" in str(err) else f" (or, in training, {cause})"
+                raise DivergedError(f"meta-training diverged at iteration {iteration}: "
+                                    f"{err}{also}; {kept}") from None
             recent_loss.append(loss)
             if accuracies is not None:
                 record = {"iteration": iteration, "train_accuracy": accuracies[0],
