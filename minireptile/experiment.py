@@ -69,8 +69,11 @@ def read_curve(directory):
 
 
 def run_experiment(model_factory, train_classes, test_classes, names, meta_iters, out, seed=0,
-                   overrides=None, progress=True, log=print):
+                   overrides=None, progress=True, log=print, data=None):
     """Train every variant (resuming unfinished ones) and return their learning curves.
+
+    ``data`` is the data record stored with each variant's run (see
+    :mod:`minireptile.rundata`); an unfinished variant resumes only on the same data.
 
     Returns
     -------
@@ -86,7 +89,7 @@ def run_experiment(model_factory, train_classes, test_classes, names, meta_iters
         log(f"== {combination.name}: k = {config.inner_iters}, train shots "
             f"{config.train_shots}" + (" (resuming)" if resume else ""))
         train(model_factory(config.classes), train_classes, test_classes, config, directory,
-              resume=resume, progress=progress, log=log)
+              resume=resume, progress=progress, log=log, data=data)
         iterations, train_acc, test_acc = read_curve(directory)
         with open(run.metrics_path, encoding="utf-8") as f:
             last = json.loads(f.readlines()[-1])

@@ -558,7 +558,7 @@ def test_names_that_are_not_utf8_are_read_or_refused_clearly(tmp_path):
 
 
 def test_concurrent_runs_in_one_folder_are_refused(tmp_path):
-    from minireptile.training import RunLock
+    from minireptile.runlock import RunLock
 
     model = tiny_model()
     classes = vector_classes()

@@ -49,6 +49,17 @@ def add_cache_arguments(parser):
                         help="decode the images every time and write no cache")
 
 
+def split_options(args):
+    """The split options in effect, as stored in a run's data record (Mini-ImageNet, whose
+    splits are fixed folders, has none)."""
+    if not hasattr(args, "num_train"):
+        return {}
+    if args.train_alphabet:
+        return {"num_train": None, "train_alphabet": list(args.train_alphabet)}
+    return {"num_train": NUM_TRAIN_CHARACTERS if args.num_train is None else args.num_train,
+            "train_alphabet": None}
+
+
 def omniglot_from_args(args, rng, augment=True, progress=True):
     """``(train, test)`` ClassSets from the options of :func:`add_omniglot_arguments`."""
     num_train = NUM_TRAIN_CHARACTERS if args.num_train is None else args.num_train

@@ -7,9 +7,10 @@ import time
 from ..cnn import omniglot_cnn
 from ..combinations import REFERENCE_COMBINATIONS, parse_combinations
 from ..experiment import final_table, plot_curves, run_experiment, write_curves_csv
+from ..rundata import describe_data
 from ..training import generators
 from .args import non_negative_int, positive_float, positive_int
-from .data import add_omniglot_arguments, omniglot_from_args
+from .data import add_omniglot_arguments, omniglot_from_args, split_options
 
 
 def register(subparsers):
@@ -59,7 +60,9 @@ def run(args):
         omniglot_cnn, train_classes, test_classes, [c.name for c in combinations],
         args.meta_iters, args.out, seed=args.seed,
         overrides=dict(learning_rate=args.learning_rate, meta_step=args.meta_step),
-        progress=not args.no_progress)
+        progress=not args.no_progress,
+        data=describe_data({"train": train_classes, "test": test_classes}, args.data,
+                           split_options(args)))
     csv_path = os.path.join(args.out, "curves.csv")
     write_curves_csv(csv_path, results, args.smooth)
     print(f"\ncurves written to {csv_path}")

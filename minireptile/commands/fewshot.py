@@ -21,7 +21,6 @@ from ..cnn import miniimagenet_cnn, omniglot_cnn
 from ..errors import InputError
 from ..fewshot import evaluate_accuracy
 from ..guard import DivergedError
-from ..data.omniglot import NUM_TRAIN_CHARACTERS
 from ..reptile import OUTER_OPTIMIZERS
 from ..rundata import SPLIT_OPTIONS, check_no_overlap, content_hash, describe_data
 from ..training import (
@@ -34,7 +33,7 @@ from ..training import (
     train,
 )
 from .args import non_negative_float, non_negative_int, positive_float, positive_int
-from .data import add_cache_arguments, add_omniglot_arguments, omniglot_from_args
+from .data import add_cache_arguments, add_omniglot_arguments, omniglot_from_args, split_options
 
 DEFAULTS = TrainConfig()
 SPLIT_LABELS = {"train": "Train", "val": "Validation", "test": "Test"}
@@ -327,19 +326,9 @@ def _check_run_folder(args):
                          "drop --resume to start a new run")
 
 
-def _split_options(args):
-    """The split options in effect (Omniglot's; Mini-ImageNet has none)."""
-    if not hasattr(args, "num_train"):
-        return {}
-    if args.train_alphabet:
-        return {"num_train": None, "train_alphabet": list(args.train_alphabet)}
-    return {"num_train": NUM_TRAIN_CHARACTERS if args.num_train is None else args.num_train,
-            "train_alphabet": None}
-
-
 def _data_record(args, splits):
     """What the run's classes were drawn from (see :mod:`minireptile.rundata`)."""
-    return describe_data(splits, args.data, _split_options(args))
+    return describe_data(splits, args.data, split_options(args))
 
 
 def _reuse_split(args, record):
@@ -364,7 +353,7 @@ def _reuse_split(args, record):
         args.num_train = record.get("num_train")
         args.train_alphabet = record.get("train_alphabet")
         return []
-    given = _split_options(args)
+    given = split_options(args)
     return [f"--{k.replace('_', '-')} {given[k]!r} (run: {record.get(k)!r})"
             for k in SPLIT_OPTIONS if given[k] != record.get(k)]
 
