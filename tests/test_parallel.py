@@ -274,3 +274,53 @@ def test_bad_worker_and_thread_counts_are_one_line_errors(flags, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and flags[0] in err and "positive integer" in err, err
+
+
+# -- the final evaluation resumes --------------------------------------------------------------
+
+def test_interrupted_final_evaluation_resumes_with_the_same_result(tmp_path, synthetic_omniglot):
+    import shutil
+
+    trained = cli(train_args(synthetic_omniglot, tmp_path / "run", "--eval-samples", "0"),
+                  tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    shutil.copytree(tmp_path / "run", tmp_path / "copy")
+
+    def evaluate(folder, popen=False):
+        args = ["eval", "omniglot", "--data", str(synthetic_omniglot), "--num-train", "8",
+                "--checkpoint", str(folder), "--eval-samples", "1000", "--eval-iters", "20",
+                "--no-progress", "--cache-dir", str(tmp_path / "cache"), "--workers", "2"]
+        if popen:
+            return subprocess.Popen([sys.executable, "-m", "minireptile", *args],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    cwd=tmp_path, env=clean_environment(),
+                                    start_new_session=True)
+        return cli(args, tmp_path)
+
+    straight = evaluate(tmp_path / "run")
+    assert straight.returncode == 0, straight.stderr
+
+    from minireptile import evaluation
+
+    record = tmp_path / "copy" / evaluation.RECORD_FILE
+    proc = evaluate(tmp_path / "copy", popen=True)
+    deadline, done = time.time() + 300, 0
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            arrays, _ = load_npz(record)
+            done = sum(int(np.sum(a >= 0)) for a in arrays.values())
+        except (InputError, OSError):
+            done = 0
+        if done > 0:
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, "the evaluation finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 0 < done < 2000
+
+    resumed = evaluate(tmp_path / "copy")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming the evaluation" in resumed.stdout
+    assert result_lines(resumed.stdout) == result_lines(straight.stdout)
+    assert len(result_lines(straight.stdout)) == 2
