@@ -2,8 +2,12 @@
 
 Parameters live in one flat array Φ; models are functional
 (``loss_and_grad(params, x, y)``, ``predict(params, x)``); the outer update is plain NumPy.
+
+The names below are imported on first use, so that ``import minireptile`` (and the command
+line's ``--help``) does not pay for NumPy, Numba and SciPy before they are needed.
 """
 
+import importlib
 import importlib.util
 import os
 import sys
@@ -16,6 +20,7 @@ def _map_source_kernels():
     An install maps ``kernels/`` to ``minireptile.kernels``; but run from the repository's
     root (``python -m pytest``, ``python -m minireptile``), the source folder ``minireptile/``
     comes first on ``sys.path`` and shadows the installed package, and it holds no kernels.
+    (Only the folder is registered here; its modules are still imported on first use.)
     """
     if importlib.util.find_spec(f"{__name__}.kernels") is not None:
         return
@@ -33,23 +38,33 @@ def _map_source_kernels():
 
 _map_source_kernels()
 
-from .errors import InputError  # noqa: E402
-from .model import Model, mlp  # noqa: E402
-from .optim import SGD, Adam  # noqa: E402
-from .params import ParamLayout  # noqa: E402
-from .reptile import OuterAdam, OuterSGD, linear_schedule, reptile_step  # noqa: E402
-
 __version__ = "0.1.0"
 
-__all__ = [
-    "Adam",
-    "InputError",
-    "Model",
-    "OuterAdam",
-    "OuterSGD",
-    "ParamLayout",
-    "SGD",
-    "linear_schedule",
-    "mlp",
-    "reptile_step",
-]
+_EXPORTS = {
+    "Adam": ".optim",
+    "InputError": ".errors",
+    "Model": ".model",
+    "OuterAdam": ".reptile",
+    "OuterSGD": ".reptile",
+    "ParamLayout": ".params",
+    "SGD": ".optim",
+    "linear_schedule": ".reptile",
+    "make_executor": ".executor",
+    "mlp": ".model",
+    "reptile_step": ".reptile",
+    "set_threads": ".threads",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'minireptile' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -9,8 +9,6 @@ fine-tuned weights of every evaluation task; the first non-finite value raises
 :data:`EXIT_DIVERGED`. Nothing non-finite is ever written to a checkpoint or to the metrics.
 """
 
-import numpy as np
-
 EXIT_DIVERGED = 3
 
 
@@ -21,6 +19,8 @@ class DivergedError(ArithmeticError):
 def first_non_finite(values):
     """Name of the first non-finite entry of ``values`` (dict of name -> number or array),
     or None when all are finite."""
+    import numpy as np  # here: the command line imports this module before it needs NumPy
+
     for name, value in values.items():
         array = np.asarray(value)
         if array.dtype.kind in "fc" and not np.isfinite(array).all():

@@ -23,7 +23,8 @@ import numpy as np
 from .checkpoint import load_npz, save_npz_atomic
 from .combinations import parse_combination
 from .errors import InputError
-from .fewshot import FewShotLearner, InnerConfig
+from .executor import SerialExecutor, task_seeds
+from .fewshot import FewShotLearner, InnerConfig, evaluate_task
 from .guard import DivergedError, check_finite, first_non_finite
 from .reptile import linear_schedule, make_outer
 from .runlock import RunLock
@@ -291,7 +292,7 @@ def _divergence_cause(config):
 
 
 def train(model, train_classes, test_classes, config, directory, resume=False, progress=True,
-          log=print, data=None):
+          log=print, data=None, executor=None):
     """Meta-train ``model`` on ``train_classes``; evaluate on both splits every
     ``eval_interval`` iterations (as the reference: one task each, accuracy = correct / N).
 
@@ -300,6 +301,11 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
     data : dict, optional
         JSON-able description of the data (content hash, split options, sources), stored in
         the checkpoint; on ``resume`` everything but the paths must be the same.
+    executor : SerialExecutor or ProcessExecutor, optional
+        Where independent work runs (default: here). With more than one worker, the
+        evaluations run on a worker while training goes on, and the tasks of a meta-batch run
+        in parallel when they are independent (inner SGD); the results are the same bit for
+        bit either way.
 
     Resuming with a larger ``config.meta_iters`` than the checkpoint's continues the run to
     the new total. The meta-step schedule is a function of the iteration and the total, so it
@@ -310,9 +316,9 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
     value reached would silently change what ``--meta-step-final`` means).
 
     Divergence: after every meta-iteration the inner loss, Φ and the optimiser states are
-    checked; the first non-finite value raises :class:`~minireptile.guard.DivergedError`
-    naming the iteration, before anything is logged or saved, so the last checkpoint on disk
-    is the last good one.
+    checked, and every evaluation's fine-tuned weights and outputs; the first non-finite
+    value raises :class:`~minireptile.guard.DivergedError` naming the iteration, before
+    anything is logged or saved, so the last checkpoint on disk is the last good one.
 
     Returns the :class:`FewShotLearner` (its ``phi`` holds the trained parameters).
     """
@@ -326,11 +332,11 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
                          "drop --resume to start a new run")
     with RunLock(run.directory):
         return _train_locked(model, train_classes, test_classes, config, run, resume,
-                             progress, log, data)
+                             progress, log, data, executor)
 
 
 def _train_locked(model, train_classes, test_classes, config, run, resume, progress, log,
-                  data):
+                  data, executor):
     """:func:`train`'s work, once the run folder is locked."""
     train_rng, eval_rng, _ = generators(config.seed)
     if resume:
@@ -369,7 +375,37 @@ def _train_locked(model, train_classes, test_classes, config, run, resume, progr
     # (only the wall-clock seconds differ).
     recent_loss = list(progress_state.get("recent_loss", []))
     started = time.perf_counter() - progress_state.get("seconds", 0.0)
+    executor = executor or SerialExecutor()
+    shared_splits = (executor.share(train_classes), executor.share(test_classes))
+    eval_settings = (config.classes, config.shots, config.eval_batch, config.eval_iters,
+                     config.transductive)
+    pending = []  # evaluations submitted and not yet logged, oldest first
     cause = _divergence_cause(config)
+
+    def diverged(iteration, err):
+        kept = (f"the last good checkpoint, after {saved_at} of {config.meta_iters} "
+                f"iterations, is kept in {run.checkpoint_path}"
+                if saved_at is not None else "no checkpoint had been written yet")
+        # Fine-tuning for the periodic evaluation may be the first to overflow when it is Φ
+        # that grew: name the training step sizes too.
+        also = "" if "--meta-step" in str(err) else f" (or, in training, {cause})"
+        return DivergedError(f"meta-training diverged at iteration {iteration}: {err}{also}; "
+                             f"{kept}")
+
+    def log_pending():
+        while pending:
+            record, evaluations = pending.pop(0)
+            try:
+                accuracies = [correct / config.classes
+                              for e in evaluations for correct in e.result()]
+            except DivergedError as err:
+                raise diverged(record["iteration"], err) from None
+            record.update(train_accuracy=accuracies[0], test_accuracy=accuracies[1])
+            run.log_metrics(record)
+            if bar is not None:
+                bar.set_postfix(train=f"{accuracies[0]:.2f}", test=f"{accuracies[1]:.2f}",
+                                loss=f"{record['inner_loss']:.3f}", refresh=False)
+
     try:
         for iteration in range(start, config.meta_iters):
             step = linear_schedule(config.meta_step, config.meta_step_final, iteration,
@@ -379,46 +415,37 @@ def _train_locked(model, train_classes, test_classes, config, run, resume, progr
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                     loss = learner.train_step(train_classes, config.classes,
                                               config.effective_train_shots, config.meta_batch,
-                                              step, train_rng)
-                    check_finite({"inner loss": loss, "parameters": learner.phi,
-                                  **{f"optimiser state {k}": v
-                                     for k, v in learner.state_dict().items()}}, cause)
-                    accuracies = None
-                    if iteration % config.eval_interval == 0:
-                        accuracies = [
-                            learner.evaluate(classes, config.classes, config.shots,
-                                             config.eval_batch, config.eval_iters, eval_rng,
-                                             config.transductive) / config.classes
-                            for classes in (train_classes, test_classes)
-                        ]
+                                              step, train_rng, executor)
+                check_finite({"inner loss": loss, "parameters": learner.phi,
+                              **{f"optimiser state {k}": v
+                                 for k, v in learner.state_dict().items()}}, cause)
             except DivergedError as err:
-                kept = (f"the last good checkpoint, after {saved_at} of {config.meta_iters} "
-                        f"iterations, is kept in {run.checkpoint_path}"
-                        if saved_at is not None else "no checkpoint had been written yet")
-                # Fine-tuning for the periodic evaluation may be the first to overflow when
-                # it is Φ that grew: name the training step sizes too.
-                also = "" if "--meta-step" in str(err) else f" (or, in training, {cause})"
-                raise DivergedError(f"meta-training diverged at iteration {iteration}: "
-                                    f"{err}{also}; {kept}") from None
+                raise diverged(iteration, err) from None
             recent_loss.append(loss)
-            if accuracies is not None:
-                record = {"iteration": iteration, "train_accuracy": accuracies[0],
-                          "test_accuracy": accuracies[1],
-                          "inner_loss": float(np.mean(recent_loss)), "meta_step": step,
+            if iteration % config.eval_interval == 0:
+                log_pending()
+                # One task per split, from streams drawn here in a fixed order. The executor
+                # takes its copy of the learner now, so Φ may move on while a worker evaluates.
+                seeds = task_seeds(eval_rng, 2)
+                evaluations = [executor.submit(evaluate_task, [seed], learner, split,
+                                               eval_settings)
+                               for split, seed in zip(shared_splits, seeds)]
+                record = {"iteration": iteration, "train_accuracy": None,
+                          "test_accuracy": None, "inner_loss": float(np.mean(recent_loss)),
+                          "meta_step": step,
                           "seconds": round(time.perf_counter() - started, 3)}
+                pending.append((record, evaluations))
                 recent_loss = []
-                run.log_metrics(record)
-                if bar is not None:
-                    bar.set_postfix(train=f"{accuracies[0]:.2f}", test=f"{accuracies[1]:.2f}",
-                                    loss=f"{record['inner_loss']:.3f}", refresh=False)
             done = iteration + 1
             if done % config.checkpoint_interval == 0 or done == config.meta_iters:
+                log_pending()  # the metrics file covers every iteration the checkpoint does
                 extra = {"data": data, "progress": {
                     "recent_loss": recent_loss, "seconds": time.perf_counter() - started}}
                 run.save(model, learner, rngs, done, config, extra)
                 saved_at = done
             if bar is not None:
                 bar.update(1)
+        log_pending()
     finally:
         if bar is not None:
             bar.close()

@@ -5,6 +5,7 @@ import argparse
 import errno
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -73,7 +74,9 @@ def test_command_line_divergence_exits_3_in_one_line(tmp_path, synthetic_omniglo
                            "--meta-iters", "5"))
     assert code == EXIT_DIVERGED == 3
     err = one_line_error(capsys)
-    assert "diverged at iteration 0" in err and "no checkpoint had been written" in err
+    # (iteration 0's evaluation may still be pending on a worker when iteration 1 diverges)
+    assert re.search(r"diverged at iteration [01]: ", err), err
+    assert "no checkpoint had been written" in err
     assert not (run / "checkpoint.npz").exists()
 
 

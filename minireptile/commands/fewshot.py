@@ -17,12 +17,11 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from ..cnn import miniimagenet_cnn, omniglot_cnn
 from ..errors import InputError
-from ..fewshot import evaluate_accuracy
 from ..guard import DivergedError
 from ..reptile import OUTER_OPTIMIZERS
 from ..rundata import SPLIT_OPTIONS, check_no_overlap, content_hash, describe_data
+from ..stats import format_interval
 from ..training import (
     CHECKPOINT_FILE,
     TrainConfig,
@@ -32,7 +31,13 @@ from ..training import (
     read_checkpoint,
     train,
 )
-from .args import non_negative_float, non_negative_int, positive_float, positive_int
+from .args import (
+    add_parallel_arguments,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from .data import add_cache_arguments, add_omniglot_arguments, omniglot_from_args, split_options
 
 DEFAULTS = TrainConfig()
@@ -155,6 +160,7 @@ def register_train(sub, dataset):
                    default=DEFAULTS.checkpoint_interval,
                    help="iterations between checkpoints (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_parallel_arguments(p)
     p.set_defaults(run=run_train, few_shot=dataset)
 
 
@@ -178,6 +184,7 @@ def register_eval(sub, dataset):
                    help="evaluate even if the evaluated classes include some the run trained "
                         "on (the output then says the accuracy is not a held-out one)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_parallel_arguments(p)
     p.set_defaults(run=run_eval, few_shot=dataset)
 
 
@@ -220,6 +227,18 @@ def _miniimagenet_splits(args, seed, progress):
                              progress=progress)
 
 
+def omniglot_cnn(classes):
+    from ..cnn import omniglot_cnn
+
+    return omniglot_cnn(classes)
+
+
+def miniimagenet_cnn(classes):
+    from ..cnn import miniimagenet_cnn
+
+    return miniimagenet_cnn(classes)
+
+
 OMNIGLOT = FewShotDataset(
     name="omniglot", model=omniglot_cnn, add_data_arguments=add_omniglot_arguments,
     load=_omniglot_splits, final=("train", "test"), everything="both",
@@ -249,23 +268,35 @@ MINIIMAGENET = FewShotDataset(
 DATASETS = (OMNIGLOT, MINIIMAGENET)
 
 
-def _final_evaluation(learner, config, splits, names, num_samples, progress, eval_seed=None):
+def _final_evaluation(learner, config, splits, names, num_samples, progress, executor,
+                      record_dir, eval_seed=None):
     """Print ``<Split> accuracy: mean ± half-width`` for each split in ``names``, in order,
     all drawing from one evaluation generator (seeded ``eval_seed``, by default the run's
-    seed + 1)."""
+    seed + 1). Progress is recorded in ``record_dir``, so an interrupted evaluation resumes."""
+    from ..evaluation import evaluate_splits
+
     _, eval_rng, _ = generators(config.seed + 1 if eval_seed is None else eval_seed)
+    settings = (config.classes, config.shots, config.eval_batch, config.eval_iters,
+                config.transductive)
+    try:
+        results = evaluate_splits(learner, splits, names, settings, num_samples, eval_rng,
+                                  executor=executor, record_dir=record_dir, progress=progress)
+    except DivergedError as err:
+        raise DivergedError(f"final evaluation: {err}") from None
     for name in names:
-        try:
-            mean, half, _ = evaluate_accuracy(
-                learner, splits[name], config.classes, config.shots, config.eval_batch,
-                config.eval_iters, num_samples, eval_rng, config.transductive, progress)
-        except DivergedError as err:
-            raise DivergedError(f"final evaluation on the {name} split: {err}") from None
-        print(f"{SPLIT_LABELS[name]} accuracy: {mean:.4f} ± {half:.4f} (95% interval, "
+        mean, half, _ = results[name]
+        print(f"{SPLIT_LABELS[name]} accuracy: {format_interval(mean, half)} (95% interval, "
               f"{num_samples} tasks)")
 
 
 def run_train(args):
+    from ..executor import make_executor
+
+    with make_executor(args.workers, args.threads) as executor:
+        return _run_train(args, executor)
+
+
+def _run_train(args, executor):
     dataset = args.few_shot
     config = config_from_args(args).validate()
     progress = not args.no_progress
@@ -304,11 +335,12 @@ def run_train(args):
     else:
         start = time.perf_counter()
         learner = train(model, splits["train"], splits["test"], config, args.checkpoint,
-                        resume=args.resume, progress=progress, data=data)
+                        resume=args.resume, progress=progress, data=data, executor=executor)
         print(f"training took {time.perf_counter() - start:.1f} s; run saved in "
               f"{os.path.join(args.checkpoint, CHECKPOINT_FILE)}")
     if args.eval_samples:
-        _final_evaluation(learner, config, splits, dataset.final, args.eval_samples, progress)
+        _final_evaluation(learner, config, splits, dataset.final, args.eval_samples, progress,
+                          executor, args.checkpoint)
     return 0
 
 
@@ -409,6 +441,13 @@ def open_for_evaluation(checkpoint, dataset, overrides, classes=None):
 
 
 def run_eval(args):
+    from ..executor import make_executor
+
+    with make_executor(args.workers, args.threads) as executor:
+        return _run_eval(args, executor)
+
+
+def _run_eval(args, executor):
     dataset = args.few_shot
     model, config, learner, meta = open_for_evaluation(
         args.checkpoint, dataset, {name: getattr(args, name) for name in EVAL_OVERRIDES},
@@ -428,6 +467,6 @@ def run_eval(args):
     print(f"evaluating {model.name}: {config.classes}-way {config.shots}-shot, "
           f"{config.eval_iters} fine-tuning steps of {config.eval_batch}, "
           f"{'transductive' if config.transductive else 'non-transductive'}")
-    _final_evaluation(learner, config, splits, chosen, args.eval_samples, progress,
-                      eval_seed=args.seed)
+    _final_evaluation(learner, config, splits, chosen, args.eval_samples, progress, executor,
+                      os.path.dirname(_checkpoint_file(args.checkpoint)), eval_seed=args.seed)
     return 0

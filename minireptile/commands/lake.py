@@ -2,12 +2,8 @@
 
 import argparse
 
-import numpy as np
-
-from ..data.lake import load_lake_runs
-from ..lake import PUBLISHED, evaluate_runs, summary
-from .args import non_negative_int, positive_int
 from ..errors import InputError
+from .args import add_parallel_arguments, non_negative_int, positive_int
 from .fewshot import OMNIGLOT, open_for_evaluation
 
 NUM_RUNS = 20  # Lake's runs, each 20-way with one test image per class
@@ -34,6 +30,7 @@ def register_eval(sub):
     p.add_argument("--runs-subset", type=runs_subset, metavar="LIST",
                    help="score only these runs, e.g. 1-5,7 (default: all 20 are required; the "
                         "published figures are then not shown, as they cover all 20)")
+    add_parallel_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -84,6 +81,19 @@ def select_runs(runs, subset, where):
 
 
 def run(args):
+    from ..executor import make_executor
+
+    with make_executor(args.workers, args.threads) as executor:
+        return _run(args, executor)
+
+
+def _run(args, executor):
+    import numpy as np
+
+    from ..data.lake import load_lake_runs
+    from ..lake import PUBLISHED, evaluate_runs, summary
+    from ..stats import format_interval
+
     runs = select_runs(load_lake_runs(args.runs), args.runs_subset, args.runs)
     _, config, learner, _ = open_for_evaluation(args.checkpoint, OMNIGLOT, {
         "eval_batch": args.eval_batch, "eval_iters": args.eval_iters,
@@ -91,16 +101,18 @@ def run(args):
     print(f"{len(runs)} runs; fine-tuning {config.eval_iters} steps of {config.eval_batch}, "
           f"{'transductive' if config.transductive else 'non-transductive'}")
     results = evaluate_runs(learner, runs, config.eval_batch, config.eval_iters,
-                            np.random.default_rng(args.seed), config.transductive)
+                            np.random.default_rng(args.seed), config.transductive,
+                            executor=executor)
     for name, error in results:
         print(f"{name}: error {100 * error:5.1f}%")
     mean, half = summary(results)
+    overall = format_interval(mean, half, 1, 100, '%', of='runs')
     if args.runs_subset:
-        print(f"overall error: {100 * mean:.1f}% ± {100 * half:.1f}% (95% interval over "
-              f"{len(results)} runs; SUBSET {', '.join(r for r, _ in results)} only, not "
-              f"comparable to the published 20-run figures)")
+        print(f"overall error: {overall} (95% interval over {len(results)} runs; SUBSET "
+              f"{', '.join(r for r, _ in results)} only, not comparable to the published "
+              f"20-run figures)")
         return 0
-    print(f"overall error: {100 * mean:.1f}% ± {100 * half:.1f}% (95% interval over "
+    print(f"overall error: {overall} (95% interval over "
           f"{len(results)} runs)")
     print("published (30 background alphabets / small1 / small2): "
           + "; ".join(f"{who} {' / '.join(r for r in rates if r)}"
