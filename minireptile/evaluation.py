@@ -3,11 +3,12 @@
 The reference evaluates 10,000 tasks per split, which takes hours on a CPU. The progress is
 kept in the run folder, in ``evaluation.npz``: the number of correct queries of every task
 done so far, with a description of what they were computed from (a hash of the learner's
-parameters and optimiser state, the evaluation settings, the seed). It is rewritten atomically
-every few seconds, so an evaluation interrupted at any point continues where it stopped, and
-ends with exactly the numbers of an uninterrupted one: task ``i`` of a split always draws from
-the same stream (:func:`~minireptile.executor.task_seeds`), wherever and whenever it runs. A
-finished record answers the same evaluation again at once.
+parameters and optimiser state, a hash of each split's classes and images, the evaluation
+settings, the seed). It is rewritten atomically every few seconds, so an evaluation
+interrupted at any point continues where it stopped, and ends with exactly the numbers of an
+uninterrupted one: task ``i`` of a split always draws from the same stream
+(:func:`~minireptile.executor.task_seeds`), wherever and whenever it runs. A finished record
+answers the same evaluation again at once, and only the same one.
 """
 
 import hashlib
@@ -41,6 +42,16 @@ def learner_fingerprint(learner):
     return digest.hexdigest()
 
 
+def classes_fingerprint(classes):
+    """SHA-256 of the task classes of a ClassSet: the pool's images and names, and which
+    classes (with their rotations) the split holds. A record made on other data or another
+    split must not answer for this one."""
+    digest = hashlib.sha256(classes.pool.content_hash().encode())
+    digest.update(np.ascontiguousarray(classes.base, dtype="<i8").tobytes())
+    digest.update(np.ascontiguousarray(classes.turns, dtype="<i8").tobytes())
+    return digest.hexdigest()
+
+
 def evaluate_splits(learner, splits, names, settings, num_samples, rng, executor=None,
                     record_dir=None, progress=False, log=print):
     """Mean accuracy and 95% interval on ``num_samples`` new tasks of each split in ``names``.
@@ -68,6 +79,7 @@ def evaluate_splits(learner, splits, names, settings, num_samples, rng, executor
     num_classes = settings[0]
     key = {"fingerprint": learner_fingerprint(learner), "settings": list(settings),
            "num_samples": int(num_samples), "names": list(names),
+           "classes": [classes_fingerprint(splits[name]) for name in names],
            "seeds": [int(s) for s in task_seeds(_copy(rng), 4)]}
     path = os.path.join(record_dir, RECORD_FILE) if record_dir is not None else None
     record = _read_record(path, key)

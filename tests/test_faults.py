@@ -617,3 +617,23 @@ def test_checkpoint_of_the_first_format_is_still_evaluated(trained, synthetic_om
     assert main(["eval", "omniglot", "--checkpoint", str(trained), "--eval-samples", "2",
                  "--no-progress"]) == 0
     assert main(train_args(synthetic_omniglot, trained, "--resume", "--meta-iters", "3")) == 0
+
+
+def test_an_evaluation_record_never_answers_for_another_split(tmp_path):
+    from minireptile.evaluation import evaluate_splits
+
+    model = tiny_model()
+    classes = vector_classes()
+    first, second = classes.subset(np.arange(4)), classes.subset(np.arange(3, 8))
+    learner = train(model, classes, classes, small_config(), tmp_path / "run", **QUIET)
+    settings = (3, 1, 3, 2, False)
+
+    def evaluate(split, record_dir):
+        return evaluate_splits(learner, {"test": split}, ["test"], settings, 30,
+                               np.random.default_rng(5), record_dir=record_dir,
+                               log=lambda *_: None)["test"]
+
+    evaluate(first, tmp_path / "run")  # leaves a finished record in the run folder
+    expected = evaluate(second, None)
+    got = evaluate(second, tmp_path / "run")
+    np.testing.assert_array_equal(got[2], expected[2])
