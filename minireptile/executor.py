@@ -32,6 +32,7 @@ import math
 import os
 import pickle
 import signal
+import time
 
 import numpy as np
 
@@ -88,11 +89,25 @@ def _run_chunk(head, items):
     return [work(*args, item) for item in items]
 
 
-def _start_worker(threads):
+def _start_worker(threads, parent):
     # Ctrl-C goes to the whole process group; the parent decides what stops, and shuts the
     # pool down itself, so a worker must not die half-way through a chunk on its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     set_threads(threads)
+    import threading
+
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent, interval=0.5):
+    """End this worker once its parent is gone (killed, or terminated by SIGTERM).
+
+    A forked worker holds the pool's queues open itself, so it would never see them close:
+    without this it would wait for work forever, holding the parent's memory and open files.
+    """
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os._exit(1)
 
 
 class Pending:
@@ -205,7 +220,7 @@ class ProcessExecutor(SerialExecutor):
 
         self._pool = ProcessPoolExecutor(
             self.workers, mp_context=multiprocessing.get_context("fork"),
-            initializer=_start_worker, initargs=(self.threads,))
+            initializer=_start_worker, initargs=(self.threads, os.getpid()))
         self._pool_version = _registry_version
         return self._pool
 

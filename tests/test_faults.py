@@ -641,3 +641,39 @@ def test_an_evaluation_record_never_answers_for_another_split(tmp_path):
     assert not np.array_equal(on_first[2], expected[2])
     got = evaluate(second, tmp_path / "run")
     np.testing.assert_array_equal(got[2], expected[2])
+
+
+def test_workers_end_when_their_parent_is_killed(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import os, sys, time\n"
+        "from minireptile.executor import ProcessExecutor\n"
+        "executor = ProcessExecutor(2)\n"
+        "executor.map(time.sleep, [0.0, 0.0])\n"
+        "print(' '.join(str(p) for p in executor._pool._processes), flush=True)\n"
+        "time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              cwd=tmp_path)
+    workers = [int(p) for p in parent.stdout.readline().split()]
+    assert len(workers) == 2
+    parent.send_signal(signal.SIGTERM)
+    parent.wait(timeout=30)
+
+    def alive(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split()[2] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.time() + 20
+    while any(alive(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    lingering = [pid for pid in workers if alive(pid)]
+    for pid in lingering:
+        os.kill(pid, signal.SIGKILL)
+    assert not lingering, "workers outlived their parent"
