@@ -27,7 +27,9 @@ sine           whole processes: ``minireptile sine --iterations 3000 --eval-task
                arguments, and the default job ``minireptile sine`` (30,000 iterations and
                1,000 held-out tasks) on its own;
 eval           ``minireptile eval omniglot`` on ``--eval-tasks`` tasks of the test split with
-               ``--workers 1`` and ``--workers 2``: tasks per second and the speedup.
+               ``--workers 1`` and ``--workers 2``: tasks per second and the speedup;
+memory         the peak proportional set size (PSS: shared pages split between the processes
+               that share them) of ``eval omniglot`` and all its workers, 1 against 2 workers.
 
 Omniglot tasks come from the real small sets in ``../shared/data/omniglot`` when present,
 else from random binary images. The PyTorch side is skipped when torch is not installed
@@ -49,7 +51,7 @@ DATA = HERE.parents[0].parent / "shared" / "data" / "omniglot"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                     "NUMBA_NUM_THREADS")
 CONFIGURATIONS = ("default", "pinned", "busy")
-WORKLOADS = ("cnn10", "cnn50", "omniglot", "miniimagenet", "train", "sine", "eval")
+WORKLOADS = ("cnn10", "cnn50", "omniglot", "miniimagenet", "train", "sine", "eval", "memory")
 PAPER_OMNIGLOT = ["--shots", "1", "--inner-batch", "10", "--inner-iters", "5",
                   "--meta-step", "1", "--meta-batch", "5", "--eval-batch", "5",
                   "--eval-iters", "50", "--learning-rate", "0.001", "--meta-step-final", "0",
@@ -271,6 +273,35 @@ def time_command(configuration, cmd, cwd):
     return seconds
 
 
+def peak_pss_mib(cmd, cwd, env):
+    """Run ``cmd``; the peak over time of the summed PSS of it and its children, in MiB."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    peak = 0
+    while proc.poll() is None:
+        total = 0
+        for pid in [proc.pid] + children(proc.pid):
+            try:
+                with open(f"/proc/{pid}/smaps_rollup") as f:
+                    total += next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+            except (OSError, StopIteration):
+                pass
+        peak = max(peak, total)
+        time.sleep(0.05)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr.read().decode()}")
+    return peak / 1024
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            direct = [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+    return direct + [g for c in direct for g in children(c)]
+
+
 def minireptile_command(configuration, *args):
     threads = ["--threads", "1"] if configuration == "pinned" else []
     return [sys.executable, "-m", "minireptile", *args, *threads]
@@ -380,13 +411,14 @@ def main():
                 row(table, "sine default", configuration, statistics.median(default_job),
                     unit="s", note="whole process: 30,000 iterations, 1,000 held-out tasks")
 
-        if "eval" in args.only:
-            run = os.path.join(tmp, "evalrun")
+        run = os.path.join(tmp, "evalrun")
+        if "eval" in args.only or "memory" in args.only:
             subprocess.run(minireptile_command("default", "train", "omniglot", *data_flags,
                                                "--num-train", "200", *PAPER_OMNIGLOT,
                                                "--meta-iters", "1", "--eval-samples", "0",
                                                "--checkpoint", run, *cache),
                            check=True, capture_output=True, env=environment("default"))
+        if "eval" in args.only:
             for configuration in ("default", "busy"):
                 rates = {}
                 for workers in (1, 2):
@@ -402,6 +434,18 @@ def main():
                                   rates=rates, speedup=rates[2] / rates[1]))
                 print(f"eval          {configuration:<8} speedup 2 workers / 1: "
                       f"{rates[2] / rates[1]:.2f}x", flush=True)
+
+        if "memory" in args.only:
+            peaks = {}
+            for workers in (1, 2):
+                peaks[workers] = peak_pss_mib(minireptile_command(
+                    "default", "eval", "omniglot", *data_flags, "--num-train", "200",
+                    "--checkpoint", run, "--split", "test", "--eval-samples", "200",
+                    "--workers", str(workers), *cache), tmp, environment("default"))
+                os.remove(os.path.join(run, "evaluation.npz"))
+            table.append(dict(workload="memory", peaks=peaks))
+            print(f"memory        peak PSS of eval and its workers: 1 worker {peaks[1]:.0f} MiB, "
+                  f"2 workers {peaks[2]:.0f} MiB ({peaks[2] / peaks[1]:.2f}x)", flush=True)
 
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
