@@ -31,7 +31,7 @@ PADDING = 0.9            # the square's side is (1 + PADDING) × the larger side
 LINE_WIDTH = 0.05        # fraction of the square
 DOT_LENGTH = 0.001       # a one-point stroke becomes a segment this long (fraction of square)
 INK_COVERAGE = 128 / 255  # a pixel covered more than this is ink
-SUPERSAMPLE = 8
+SUPERSAMPLE = 32       # Pillow fills edge pixels generously: at 32× that adds < 1/30 px
 MIN_EXTENT = 1e-6        # below this the drawing is a single dot: its box is this wide
 MAX_STROKES = 64
 MAX_POINTS = 4096        # per drawing, all strokes together
@@ -106,8 +106,8 @@ def _segment_polygon(p, q, half_width):
             tuple(b - n * half_width), tuple(a - n * half_width)]
 
 
-def render_unit_strokes(strokes, size=IMAGE_SIZE, line_width=LINE_WIDTH):
-    """Rasterise strokes given in the unit square (rules 3 and 4).
+def line_coverage(strokes, size=IMAGE_SIZE, line_width=LINE_WIDTH):
+    """Fraction of each pixel covered by the strokes' lines (rule 3).
 
     Parameters
     ----------
@@ -119,7 +119,7 @@ def render_unit_strokes(strokes, size=IMAGE_SIZE, line_width=LINE_WIDTH):
 
     Returns
     -------
-    (size, size) float32 array: 0 where the line covers more than half of a pixel, else 1.
+    (size, size) float32 array of values in [0, 1], in steps of 1 / SUPERSAMPLE².
     """
     fine = size * SUPERSAMPLE
     canvas = Image.new("L", (fine, fine), 0)
@@ -136,8 +136,18 @@ def render_unit_strokes(strokes, size=IMAGE_SIZE, line_width=LINE_WIDTH):
             points = np.vstack([points, points + DOT_LENGTH * fine])
         for p, q in zip(points[:-1], points[1:]):
             draw.polygon(_segment_polygon(p, q, half_width), fill=255)
-    coverage = np.asarray(canvas, dtype=np.float32).reshape(
+    return np.asarray(canvas, dtype=np.float32).reshape(
         size, SUPERSAMPLE, size, SUPERSAMPLE).mean(axis=(1, 3)) / 255
+
+
+def render_unit_strokes(strokes, size=IMAGE_SIZE, line_width=LINE_WIDTH):
+    """Rasterise strokes given in the unit square (rules 3 and 4).
+
+    Returns
+    -------
+    (size, size) float32 array: 0 where the line covers more than half of a pixel, else 1.
+    """
+    coverage = line_coverage(strokes, size, line_width)
     return np.where(coverage > INK_COVERAGE, 0, 1).astype(np.float32)
 
 
