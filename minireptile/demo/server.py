@@ -141,9 +141,10 @@ class DemoHandler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
 
-def serve(predictor, host, port, open_browser=False, out=print, err=None):
+def serve(predictor, host, port, open_browser=False, out=None, err=None):
     """Run the demo until Ctrl-C; prints the address first. Returns 0 when stopped."""
-    err = err or (lambda message: print(message, file=sys.stderr))
+    out = out or (lambda message: print(message, flush=True))
+    err = err or (lambda message: print(message, file=sys.stderr, flush=True))
     if host not in ("127.0.0.1", "localhost", "::1"):
         err(f"minireptile: warning: --host {host} makes the demo reachable from other "
             "machines; it has no authentication")
