@@ -75,7 +75,11 @@
     canvas.addEventListener("pointermove", function (event) {
       if (!drawing) return;
       event.preventDefault();
-      this.strokes[this.strokes.length - 1].push(this._position(event));
+      // The browser merges the moves of one frame into one event; keep every point.
+      var moves = event.getCoalescedEvents ? event.getCoalescedEvents() : [];
+      if (!moves.length) moves = [event];
+      var stroke = this.strokes[this.strokes.length - 1];
+      moves.forEach(function (move) { stroke.push(this._position(move)); }.bind(this));
       this.redraw();
     }.bind(this));
     var finish = function (event) {
