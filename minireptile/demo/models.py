@@ -21,7 +21,7 @@ from ..training import CHECKPOINT_FILE, TrainConfig, check_checkpoint, read_chec
 from .predict import FineTuning, Predictor
 
 BUILTIN_FILE = "omniglot_5way.npz"
-BUILTIN_SHA256 = "42ce78b4c6c8a63442c776a839acc4da3fab976bb06be0fbb3c178c130ffd595"
+BUILTIN_SHA256 = "3d4727fa4d66e67972dc58238fae5c14620c569c0da2d9c6493be1790cf70665"
 BUILTIN_CLASSES = 5
 
 
