@@ -125,7 +125,6 @@ def wait_for(driver, condition, what):
 
 
 def replay(driver, canvas, strokes, pointer_kind):
-    from selenium.webdriver.common.actions import interaction
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
     from selenium.webdriver.common.actions.pointer_input import PointerInput
 
@@ -138,7 +137,6 @@ def replay(driver, canvas, strokes, pointer_kind):
             actions.pointer_action.move_to(canvas, *point)
         actions.pointer_action.pointer_up()
     actions.perform()
-    return interaction
 
 
 def read_bars(driver, group):

@@ -13,7 +13,6 @@ run concurrently (see :mod:`.predict`). Limits that keep a local server well-beh
 import json
 import sys
 import threading
-import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -160,5 +159,4 @@ def serve(predictor, host, port, open_browser=False, out=None, err=None):
         out("minireptile demo: stopped")
     finally:
         server.server_close()
-        time.sleep(0)  # let daemon threads notice the closed socket
     return 0
