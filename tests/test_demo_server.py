@@ -170,9 +170,12 @@ def test_bad_command_lines_exit_2_with_one_line():
 
 
 def test_the_command_serves_warns_off_loopback_and_stops_on_ctrl_c():
+    # A shell without job control starts background jobs with SIGINT ignored, and Python
+    # keeps it ignored; the child gets the default disposition, as in a terminal.
     process = subprocess.Popen(
         [sys.executable, "-m", "minireptile", "demo", "--host", "127.0.0.2", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = process.stdout.readline()
         assert "serving http://127.0.0.2:" in line, line + process.stderr.read()
