@@ -161,9 +161,11 @@ def run_command(*args, timeout=60):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_bad_command_lines_exit_2_with_one_line():
+def test_bad_command_lines_exit_2_with_one_line(server):
+    busy = str(server.server_address[1])
     for args, message in [(["--port", "70000"], "port number 0-65535"),
-                          (["--checkpoint", "/nonexistent/run"], "does not exist")]:
+                          (["--checkpoint", "/nonexistent/run"], "does not exist"),
+                          (["--port", busy], f"cannot listen on 127.0.0.1 port {busy}")]:
         result = run_command(*args)
         assert result.returncode == 2
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -17,6 +17,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 
+from ..errors import InputError
 from . import api
 
 MAX_BODY = 1 << 20  # 1 MiB
@@ -147,7 +148,12 @@ def serve(predictor, host, port, open_browser=False, out=None, err=None):
     if host not in ("127.0.0.1", "localhost", "::1"):
         err(f"minireptile: warning: --host {host} makes the demo reachable from other "
             "machines; it has no authentication")
-    server = DemoServer(predictor, host, port)
+    try:
+        server = DemoServer(predictor, host, port)
+    except OSError as error:
+        raise InputError(f"cannot listen on {host} port {port}: "
+                         f"{error.strerror or error}; choose another --port or --host") \
+            from None
     out(f"minireptile demo: serving {server.url} (Ctrl-C stops it)")
     if open_browser:
         import webbrowser
