@@ -208,3 +208,9 @@ def test_replayed_human_drawings_match_the_api_and_are_recognised(server, browse
     assert not bars.is_displayed()
     png = browser.get_screenshot_as_png()
     assert png.startswith(b"\x89PNG")
+
+    # Four classes: a fourth, empty column, its bars, and still no predictions.
+    browser.execute_script("window.demo.setNumClasses(4)")
+    assert len(browser.find_elements(By.CSS_SELECTOR, 'canvas[data-role="class-3"]')) == 1
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#bars-meta .bar-row")) == 4
+    assert browser.execute_script("return window.demo.state") == "hidden"

@@ -340,6 +340,10 @@
     });
     fetch("/api/health").then(function (r) { return r.json(); }).then(function (health) {
       var m = health.model, f = m.fine_tuning;
+      // A run with fewer outputs serves fewer classes.
+      Array.from(document.querySelectorAll("#num-classes option")).forEach(function (o) {
+        o.disabled = parseInt(o.value, 10) > health.max_classes;
+      });
       document.getElementById("model-info").textContent = "Model: " + m.network + " (" +
         m.source + "); fine-tuning: " + f.steps + " steps of " + f.optimizer +
         ", learning rate " + f.learning_rate + ", batch up to " + f.batch + ".";
