@@ -19,8 +19,6 @@ half the line width at both ends (its square caps); where segments meet, the uni
 rectangles stands in for the canvas's join.
 """
 
-import math
-
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -96,14 +94,20 @@ def centred_strokes(strokes):
     return [(s - corner) / side for s in strokes]
 
 
-def _segment_polygon(p, q, half_width):
-    """Corners of the rectangle covering segment p→q with square caps, in drawing order."""
+def _segment_polygons(points, half_width):
+    """Corners of the rectangles covering segments p→q with square caps, in drawing order.
+
+    points : (n, 2) array with no two consecutive points equal, n ≥ 2.
+    Returns an (n − 1, 4, 2) array: per segment, p − d·h + n·h, q + d·h + n·h, q + d·h − n·h,
+    p − d·h − n·h, with d the segment's unit direction, n its normal and h the half width.
+    """
+    p, q = points[:-1], points[1:]
     d = q - p
-    d = d / math.hypot(*d)
-    n = np.array([-d[1], d[0]])
-    a, b = p - d * half_width, q + d * half_width
-    return [tuple(a + n * half_width), tuple(b + n * half_width),
-            tuple(b - n * half_width), tuple(a - n * half_width)]
+    d /= np.hypot(d[:, 0], d[:, 1])[:, None]
+    d *= half_width
+    n = np.stack([-d[:, 1], d[:, 0]], axis=1)
+    a, b = p - d, q + d
+    return np.stack([a + n, b + n, b - n, a - n], axis=1)
 
 
 def line_coverage(strokes, size=IMAGE_SIZE, line_width=LINE_WIDTH):
@@ -134,10 +138,11 @@ def line_coverage(strokes, size=IMAGE_SIZE, line_width=LINE_WIDTH):
         points = points[keep]
         if len(points) == 1:
             points = np.vstack([points, points + DOT_LENGTH * fine])
-        for p, q in zip(points[:-1], points[1:]):
-            draw.polygon(_segment_polygon(p, q, half_width), fill=255)
-    return np.asarray(canvas, dtype=np.float32).reshape(
-        size, SUPERSAMPLE, size, SUPERSAMPLE).mean(axis=(1, 3)) / 255
+        for corners in _segment_polygons(points, half_width).tolist():
+            draw.polygon([tuple(c) for c in corners], fill=255)
+    covered = np.asarray(canvas).reshape(size, SUPERSAMPLE, size, SUPERSAMPLE)
+    return (covered.sum(axis=(1, 3), dtype=np.uint32) / (255 * SUPERSAMPLE ** 2)).astype(
+        np.float32)
 
 
 def render_unit_strokes(strokes, size=IMAGE_SIZE, line_width=LINE_WIDTH):
