@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -76,6 +77,23 @@ def test_predict_from_strokes_and_from_the_same_images(server):
     again = json.loads(body)
     assert again["probabilities"] == answer["probabilities"]
     assert "random_init" not in again
+
+
+def test_twenty_concurrent_clients_all_get_the_serial_answer(server):
+    body = {**valid_request(), "compare_random": False}
+    expected = json.loads(request(server, "POST", "/api/predict", body)[2])["probabilities"]
+    answers = [None] * 20
+
+    def client(i):
+        status, _, data = request(server, "POST", "/api/predict", body)
+        answers[i] = (status, json.loads(data).get("probabilities"))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert answers == [(200, expected)] * 20
 
 
 def test_preprocess(server):

@@ -42,6 +42,9 @@ class DemoServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    # Connections waiting to be accepted while a prediction holds the interpreter: with
+    # socketserver's default of 5, a burst of 20 clients had connections reset.
+    request_queue_size = 128
 
     def __init__(self, predictor, host="127.0.0.1", port=8000, log=None):
         self.predictor = predictor
