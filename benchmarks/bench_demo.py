@@ -10,7 +10,9 @@ version of one of them as the input (hand-made shapes when the stroke file is ab
 1. One client, requests one after another, alternating the API's plain request
    (``compare_random: false``) and the page's (with the random-initialisation comparison):
    median and 95th percentile of the wall-clock latency, beside the server's own time for
-   fine-tuning and classifying (the baseline: what is left is JSON, HTTP and preprocessing).
+   fine-tuning and classifying (the baseline: what is left is JSON, HTTP and preprocessing)
+   and the processor time of the thread that did it (what the machine's other work does
+   not inflate).
 2. ``--clients`` threads each sending ``--per-client`` plain requests at once, every request
    bounded by a timeout: errors, latency median / 95th percentile / maximum, throughput.
 """
@@ -18,6 +20,7 @@ version of one of them as the input (hand-made shapes when the stroke file is ab
 import argparse
 import http.client
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -84,9 +87,12 @@ def summary(times):
 
 
 def start_server():
+    # One BLAS thread, so the thread's processor time is all the work of a request.
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               NUMBA_NUM_THREADS="1")
     process = subprocess.Popen([sys.executable, "-m", "minireptile", "demo", "--port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               cwd=ROOT)
+                               cwd=ROOT, env=env)
     line = process.stdout.readline()
     match = re.search(r"127\.0\.0\.1:(\d+)/", line)
     if not match:
@@ -108,20 +114,24 @@ def main():
         bodies = requests(args.requests)
         for body in bodies[:5]:  # warm-up: compiled kernels load, work arrays are allocated
             post(port, {**body, "compare_random": False})
-        plain, plain_server, page, page_server = [], [], [], []
+        plain, plain_server, plain_cpu, page, page_server, page_cpu = [], [], [], [], [], []
         for body in bodies:
             elapsed, answer = post(port, {**body, "compare_random": False})
             plain.append(elapsed)
             plain_server.append(answer["seconds"])
+            plain_cpu.append(answer["cpu_seconds"])
             elapsed, answer = post(port, body)
             page.append(elapsed)
             page_server.append(answer["seconds"])
+            page_cpu.append(answer["cpu_seconds"])
         print(f"1 client, {args.requests} requests of each kind (3 classes, 1 shot, "
               "built-in model):")
         print(f"  POST /api/predict                         {summary(plain)}")
         print(f"    of which fine-tuning + classifying      {summary(plain_server)}")
+        print(f"      processor time of that thread         {summary(plain_cpu)}")
         print(f"  POST /api/predict, with random comparison {summary(page)}")
         print(f"    of which fine-tuning + classifying      {summary(page_server)}")
+        print(f"      processor time of that thread         {summary(page_cpu)}")
         print(f"  HTTP, JSON and preprocessing: median "
               f"{1000 * (statistics.median(plain) - statistics.median(plain_server)):.1f} ms "
               f"per request; median latency / server time = "
