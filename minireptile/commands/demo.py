@@ -2,6 +2,8 @@
 
 import argparse
 
+from .args import add_parallel_arguments
+
 
 def port_number(text):
     try:
@@ -30,6 +32,7 @@ def register(subparsers):
     p.add_argument("--port", type=port_number, default=8000,
                    help="port to listen on (default %(default)s; 0 picks a free one)")
     p.add_argument("--open", action="store_true", help="open the page in a web browser")
+    add_parallel_arguments(p, workers=False)
     p.set_defaults(run=run)
 
 
@@ -37,12 +40,5 @@ def run(args):
     from ..demo.models import load_builtin, load_run
     from ..demo.server import serve
 
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: without it BLAS keeps its default threads
-        threadpool_limits = None
-    if threadpool_limits is not None:
-        # One request's matrices are small: extra BLAS threads only wait for each other.
-        threadpool_limits(1)
     predictor = load_run(args.checkpoint) if args.checkpoint else load_builtin()
     return serve(predictor, args.host, args.port, open_browser=args.open)
