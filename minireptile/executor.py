@@ -32,6 +32,7 @@ import math
 import os
 import pickle
 import signal
+import threading
 import time
 
 import numpy as np
@@ -89,24 +90,19 @@ def _run_chunk(head, items):
     return [work(*args, item) for item in items]
 
 
-def _start_worker(threads, parent):
+def _start_worker(threads):
     # Ctrl-C goes to the whole process group; the parent decides what stops, and shuts the
     # pool down itself, so a worker must not die half-way through a chunk on its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     set_threads(threads)
-    import threading
+    # A parent killed outright (SIGKILL) cannot shut its pool down, and a forked worker holds
+    # its own copy of the task pipe, so it would wait for work forever: leave with the parent.
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
-
-def _exit_with_parent(parent, interval=0.5):
-    """End this worker once its parent is gone (killed, or terminated by SIGTERM).
-
-    A forked worker holds the pool's queues open itself, so it would never see them close:
-    without this it would wait for work forever, holding the parent's memory and open files.
-    """
+def _exit_with_parent(parent, poll_seconds=1.0):
     while os.getppid() == parent:
-        time.sleep(interval)
+        time.sleep(poll_seconds)
     os._exit(1)
 
 
@@ -220,7 +216,7 @@ class ProcessExecutor(SerialExecutor):
 
         self._pool = ProcessPoolExecutor(
             self.workers, mp_context=multiprocessing.get_context("fork"),
-            initializer=_start_worker, initargs=(self.threads, os.getpid()))
+            initializer=_start_worker, initargs=(self.threads,))
         self._pool_version = _registry_version
         return self._pool
 
