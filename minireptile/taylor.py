@@ -196,3 +196,78 @@ def _mean_se(samples):
 def loglog_slope(lrs, values):
     """Least-squares slope of log(values) against log(lrs)."""
     return float(np.polyfit(np.log(lrs), np.log(values), 1)[0])
+
+
+def predicted_coefficient(name, k):
+    """The paper's coefficient of ``α·AvgGradInner``: ½k(k−1), k−1 or 2(k−1)."""
+    return {"reptile": 0.5 * k * (k - 1), "foml": k - 1, "maml": 2 * (k - 1)}[name]
+
+
+def residual_table(model, points, draw_batches, ks, lrs, draws, seed):
+    """Run :func:`monte_carlo` at each named Φ and each k; one row per (Φ, k, algorithm, α).
+
+    Parameters
+    ----------
+    points : dict of str to ndarray
+        Named parameter vectors, e.g. ``{"init": …, "trained": …}``.
+    draw_batches : callable (rng, k) -> list of k (x, y)
+    ks, lrs : sequences of int and float
+    draws : int
+    seed : int
+        Every (Φ, k) draws the same tasks from ``seed``.
+
+    Returns
+    -------
+    rows : list of dict
+        ``point, k, algorithm, lr, residual, residual_se, coefficient, predicted,
+        avg_grad_norm, avg_grad_se, avg_grad_inner_norm, avg_grad_inner_se``.
+    """
+    rows = []
+    for point, phi in points.items():
+        for k in ks:
+            result = monte_carlo(model, phi, draw_batches, k, lrs, draws,
+                                 np.random.default_rng(seed))
+            for name in ALGORITHMS:
+                for j, lr in enumerate(lrs):
+                    rows.append({
+                        "point": point, "k": k, "algorithm": name, "lr": lr,
+                        "residual": float(result["residual"][name][j]),
+                        "residual_se": float(result["residual_se"][name][j]),
+                        "coefficient": float(result["coefficient"][name][j]),
+                        "predicted": predicted_coefficient(name, k),
+                        "avg_grad_norm": float(np.linalg.norm(result["avg_grad"])),
+                        "avg_grad_se": result["avg_grad_se"],
+                        "avg_grad_inner_norm": float(np.linalg.norm(result["avg_grad_inner"])),
+                        "avg_grad_inner_se": result["avg_grad_inner_se"],
+                    })
+    return rows
+
+
+def summarise(rows):
+    """Per (Φ, k, algorithm): the log-log slope of the residual against α and the
+    coefficient fitted at the smallest α. Returns a list of dicts."""
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["point"], row["k"], row["algorithm"]), []).append(row)
+    summary = []
+    for (point, k, name), group in groups.items():
+        group = sorted(group, key=lambda r: r["lr"])
+        summary.append({
+            "point": point, "k": k, "algorithm": name,
+            "slope": loglog_slope([r["lr"] for r in group], [r["residual"] for r in group]),
+            "coefficient": group[0]["coefficient"], "predicted": group[0]["predicted"],
+            "avg_grad_norm": group[0]["avg_grad_norm"],
+            "avg_grad_inner_norm": group[0]["avg_grad_inner_norm"],
+            "avg_grad_inner_se": group[0]["avg_grad_inner_se"],
+        })
+    return summary
+
+
+def write_csv(path, rows):
+    """The rows of :func:`residual_table`, one per line, with a header."""
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)

@@ -22,10 +22,10 @@ def _release_name(text):
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def add_omniglot_arguments(parser):
-    """``--data`` (repeatable), ``--num-train``, ``--train-alphabet``, ``--cache-dir``,
-    ``--no-cache``."""
-    parser.add_argument("--data", action="append", required=True, metavar="PATH",
+def add_omniglot_arguments(parser, required=True):
+    """``--data`` (repeatable, ``required`` or not), ``--num-train``, ``--train-alphabet``,
+    ``--cache-dir``, ``--no-cache``."""
+    parser.add_argument("--data", action="append", required=required, metavar="PATH",
                         help="Omniglot zip or folder, e.g. images_background.zip (repeatable; "
                              "sources are merged before splitting, shared characters kept once)")
     parser.add_argument("--num-train", type=non_negative_int, default=NUM_TRAIN_CHARACTERS,

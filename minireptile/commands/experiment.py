@@ -10,6 +10,7 @@ from ..experiment import final_table, plot_curves, run_experiment, write_curves_
 from ..training import generators
 from .args import non_negative_int, positive_float, positive_int
 from .data import add_omniglot_arguments, omniglot_from_args
+from .taylor import register as register_taylor
 
 
 def register(subparsers):
@@ -43,6 +44,7 @@ def register(subparsers):
     g.add_argument("--no-plot", action="store_true", help="write no PNG")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     g.set_defaults(run=run)
+    register_taylor(sub)
 
 
 def run(args):
