@@ -1,8 +1,8 @@
 """Hessian-vector products (Pearlmutter's R-operator) against central finite differences of
 the handwritten gradients, in float64, over hypothesis-drawn shapes and directions: every
 layer (forward and backward R-passes), both losses, whole MLPs and both CNNs at small size.
-Relative error ≤ 1e-6 throughout. The two convolution helpers the R-passes add are checked
-against the slow NumPy references.
+Relative error ≤ 1e-6 throughout. The batch-norm R-pass kernels and the two convolution helpers
+the R-passes add are checked against slow NumPy references.
 
 ReLU and max-pooling have kinks: as in the gradient tests, inputs are drawn (or filtered) so
 that a step of ±h along a unit direction cannot cross one.
@@ -17,7 +17,13 @@ from test_cnn_models import kink_margin, perturbed_params
 from minireptile.cnn import miniimagenet_cnn, omniglot_cnn
 from minireptile.errors import InputError
 from minireptile.gradcheck import check_layer_hvp, check_loss_hvp, check_model_hvp
-from minireptile.kernels.batchnorm import batchnorm_forward_reference
+from minireptile.kernels.batchnorm import (
+    batchnorm_backward_r,
+    batchnorm_forward,
+    batchnorm_forward_r,
+    batchnorm_forward_reference,
+    batchnorm_r_reference,
+)
 from minireptile.kernels.conv import (
     conv2d_apply_cached,
     conv2d_backward_reference,
@@ -318,3 +324,32 @@ def test_conv_helpers_match_references(batch, size, cin, cout, kernel, stride, p
     dy = dy.astype(dtype)
     _, _, dx = conv2d_backward_reference(x, v, dy, stride, padding)
     np.testing.assert_allclose(conv2d_input_gradient(v, cache, dy), dx, rtol=tol, atol=tol)
+
+
+@SETTINGS
+@given(
+    rows=st.integers(1, 40),
+    channels=st.integers(1, 5),
+    relu=st.booleans(),
+    need_dx=st.booleans(),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=SEEDS,
+)
+def test_batchnorm_r_kernels_match_reference(rows, channels, relu, need_dx, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x, rx, dy, rdy = rng.standard_normal((4, 1, rows, channels)).astype(dtype)
+    gamma, beta, vgamma, vbeta = (1 + rng.standard_normal((4, channels))).astype(dtype)
+    _, cache = batchnorm_forward(x, gamma, beta, relu=relu)
+    ry, rcache = batchnorm_forward_r(cache, gamma, vgamma, vbeta, rx)
+    rdgamma, rdbeta, rdx = batchnorm_backward_r(gamma, vgamma, cache, rcache, dy, rdy, need_dx)
+    expected = batchnorm_r_reference(*(a.astype(np.float64) for a in
+                                       (x, gamma, beta, vgamma, vbeta, rx, dy, rdy)), relu=relu)
+    tol = 2e-3 if dtype == np.float32 else 1e-9
+    for name, got, want in zip(("ry", "rdgamma", "rdbeta", "rdx"),
+                               (ry, rdgamma, rdbeta, rdx), expected):
+        if name == "rdx" and not need_dx:
+            assert got is None
+            continue
+        assert got.dtype == dtype, name
+        scale = max(1.0, np.abs(want).max())
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale, err_msg=name)

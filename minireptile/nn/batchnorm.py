@@ -1,9 +1,13 @@
 """Batch normalisation over the channel axis in training mode, optionally fused with ReLU."""
 
-import numpy as np
-
 from ..errors import InputError, check_positive_int
-from ..kernels.batchnorm import EPSILON, batchnorm_backward, batchnorm_forward
+from ..kernels.batchnorm import (
+    EPSILON,
+    batchnorm_backward,
+    batchnorm_backward_r,
+    batchnorm_forward,
+    batchnorm_forward_r,
+)
 from .base import Layer, zeros_if_none
 
 
@@ -63,48 +67,20 @@ class BatchNorm2d(Layer):
         )
         return dx
 
-    # R-operator, per channel with means over the m = batch·height·width rows:
-    #   rx̂ = inv·(rx − mean(rx) − x̂·mean(x̂·rx)),   r(inv) = −inv·mean(x̂·rx)·inv
-    #   rz = V_γ·x̂ + γ·rx̂ + V_β,   ry = [z > 0]·rz with the fused ReLU
-    # and, with g = [z > 0]·dy, core = g − mean(g) − x̂·mean(g·x̂) so that dx = γ·inv·core:
-    #   rdβ = Σ rg,   rdγ = Σ (rg·x̂ + g·rx̂),
-    #   rdx = (V_γ·inv + γ·r(inv))·core + γ·inv·(rg − mean(rg) − rx̂·mean(g·x̂)
-    #                                              − x̂·mean(rg·x̂ + g·rx̂)).
+    # R-operator: formulas and kernels in minireptile.kernels.batchnorm.
     def forward_r(self, params, vparams, x, rx):
         y, cache = self.forward(params, x)
-        x2, mean, inv, y2, relu = cache
-        xhat = (x2 - mean) * inv
-        rx2 = zeros_if_none(rx, x).reshape(x2.shape)
-        xhat_rx = (xhat * rx2).mean(axis=0)
-        rxhat = inv * (rx2 - rx2.mean(axis=0) - xhat * xhat_rx)
-        rz = vparams["gamma"] * xhat + params["gamma"] * rxhat + vparams["beta"]
-        if relu:
-            rz = np.where(y2.reshape(x2.shape) > 0, rz, 0)
-        ry = rz.astype(x.dtype, copy=False).reshape(x.shape)
-        return y, ry, (cache, xhat, rxhat, xhat_rx)
+        ry, rcache = batchnorm_forward_r(cache, params["gamma"], vparams["gamma"],
+                                         vparams["beta"], zeros_if_none(rx, x))
+        return y, ry, (cache, rcache)
 
     def backward_r(self, params, vparams, cache, dy, rdy, grads, rgrads, need_dx=True):
-        cache, xhat, rxhat, xhat_rx = cache
-        x2, mean, inv, y2, relu = cache
+        cache, rcache = cache
         dx = self.backward(params, cache, dy, grads, need_dx)
-        g = dy.reshape(x2.shape)
-        rg = rdy.reshape(x2.shape)
-        if relu:
-            active = y2.reshape(x2.shape) > 0
-            g = np.where(active, g, 0)
-            rg = np.where(active, rg, 0)
-        rg_xhat = rg * xhat + g * rxhat
-        rgrads["beta"][...] = rg.sum(axis=0)
-        rgrads["gamma"][...] = rg_xhat.sum(axis=0)
-        if not need_dx:
-            return None, None
-        gamma = params["gamma"]
-        g_xhat = (g * xhat).mean(axis=0)
-        core = g - g.mean(axis=0) - xhat * g_xhat
-        rinv = -inv * xhat_rx * inv
-        rcore = rg - rg.mean(axis=0) - rxhat * g_xhat - xhat * rg_xhat.mean(axis=0)
-        rdx = (vparams["gamma"] * inv + gamma * rinv) * core + gamma * inv * rcore
-        return dx, rdx.astype(dy.dtype, copy=False).reshape(dx.shape)
+        _, _, rdx = batchnorm_backward_r(params["gamma"], vparams["gamma"], cache, rcache, dy,
+                                         rdy, need_dx, rdgamma=rgrads["gamma"],
+                                         rdbeta=rgrads["beta"])
+        return dx, rdx
 
     def __repr__(self):
         extra = ", relu=True" if self.relu else ""
