@@ -121,12 +121,14 @@ def check_layer_hvp(layer, x, rng, params=None, h=1e-6, input_direction=True):
     when not ``input_direction``), an upstream gradient ``dy`` and its derivative ``rdy``, and
     compares ``ry``, ``rdx`` and each parameter's ``rgrad`` with ``(f(+h) − f(−h)) / 2h`` of
     ``y``, ``dx`` and ``grad`` evaluated at ``(params ± h·v, x ± h·rx, dy ± h·rdy)``. Also
-    checks that ``backward_r``'s own gradients are ``backward``'s.
+    checks that ``backward_r``'s own gradients are ``backward``'s, and that it returns the
+    same products when asked for no gradient (``grads=None``).
 
     Returns
     -------
     dict of str to float
-        ``{"output": err, "input": err, "<param name>": err, ..., "gradient": err}``.
+        ``{"output": err, "input": err, "<param name>": err, ..., "gradient": err,
+        "without gradient": err}``.
     """
     from .params import ParamLayout
 
@@ -152,6 +154,10 @@ def check_layer_hvp(layer, x, rng, params=None, h=1e-6, input_direction=True):
     rdy = rng.standard_normal(y.shape)
     grad, rgrad = np.zeros_like(params), np.zeros_like(params)
     dx, rdx = layer.backward_r(bind(params), bind(v), cache, dy, rdy, bind(grad), bind(rgrad))
+    # Without the gradient (what Model.hvp asks): the same products.
+    rgrad_only = np.zeros_like(params)
+    dx_only, rdx_only = layer.backward_r(bind(params), bind(v), cache, dy, rdy, None,
+                                         bind(rgrad_only))
 
     def at(t):
         shifted = params + t * v
@@ -168,6 +174,8 @@ def check_layer_hvp(layer, x, rng, params=None, h=1e-6, input_direction=True):
         "input": relative_error(rdx, (dx_p - dx_m) / (2 * h)),
         "gradient": max(relative_error(grad, g0), relative_error(dx, dx0),
                         relative_error(y, y0)),
+        "without gradient": max(relative_error(rgrad_only, rgrad), relative_error(rdx_only, rdx),
+                                relative_error(dx_only, dx)),
     }
     numeric = layout.views((g_p - g_m) / (2 * h))
     analytic = layout.views(rgrad)

@@ -21,8 +21,9 @@ the same two passes::
 
 ``vparams`` are the direction's bound views, ``rx`` the directional derivative of the input
 (None means zero: the network's input does not depend on θ), ``rdy`` that of ``dy``.
-``backward_r`` overwrites ``grads`` with the gradient and ``rgrads`` with its directional
-derivative, which summed over the network is the Hessian-vector product ``H·v``.
+``backward_r`` overwrites ``grads`` with the gradient (unless ``grads`` is None: a product
+alone skips the parameter gradients' work) and ``rgrads`` with its directional derivative,
+which summed over the network is the Hessian-vector product ``H·v``.
 """
 
 import numpy as np
@@ -156,7 +157,8 @@ class Sequential(Layer):
         for i in range(len(self.layers) - 1, -1, -1):
             want_dx = need_dx or self._upstream_params[i]
             dy, rdy = self.layers[i].backward_r(params[i], vparams[i], cache[i], dy, rdy,
-                                                grads[i], rgrads[i], want_dx)
+                                                None if grads is None else grads[i], rgrads[i],
+                                                want_dx)
             if dy is None:
                 return None, None
         return dy, rdy

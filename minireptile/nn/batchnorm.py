@@ -1,5 +1,7 @@
 """Batch normalisation over the channel axis in training mode, optionally fused with ReLU."""
 
+import numpy as np
+
 from ..errors import InputError, check_positive_int
 from ..kernels.batchnorm import (
     EPSILON,
@@ -76,6 +78,9 @@ class BatchNorm2d(Layer):
 
     def backward_r(self, params, vparams, cache, dy, rdy, grads, rgrads, need_dx=True):
         cache, rcache = cache
+        if grads is None:  # dγ and dβ cost next to nothing; dx is needed
+            grads = {"gamma": np.empty_like(params["gamma"]),
+                     "beta": np.empty_like(params["beta"])}
         dx = self.backward(params, cache, dy, grads, need_dx)
         _, _, rdx = batchnorm_backward_r(params["gamma"], vparams["gamma"], cache, rcache, dy,
                                          rdy, need_dx, rdgamma=rgrads["gamma"],

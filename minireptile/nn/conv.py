@@ -105,7 +105,11 @@ class Conv2d(Layer):
     def backward_r(self, params, vparams, cache, dy, rdy, grads, rgrads, need_dx=True):
         cache, rcache = cache
         w = params["weight"]
-        _, _, dx = conv2d_backward(w, cache, dy, need_dx, dw=grads["weight"], db=grads["bias"])
+        if grads is None:  # the product alone: skip the weight gradient's product
+            dx = conv2d_input_gradient(w, cache, dy) if need_dx else None
+        else:
+            _, _, dx = conv2d_backward(w, cache, dy, need_dx, dw=grads["weight"],
+                                       db=grads["bias"])
         _, _, rdx = conv2d_backward(w, cache, rdy, need_dx, dw=rgrads["weight"],
                                     db=rgrads["bias"])
         if rcache is not None:

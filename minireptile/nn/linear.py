@@ -74,9 +74,12 @@ class Linear(Layer):
 
     def backward_r(self, params, vparams, cache, dy, rdy, grads, rgrads, need_dx=True):
         x, rx = cache
-        _, _, dx = dense_backward(
-            x, params["weight"], dy, dw=grads["weight"], db=grads["bias"], need_dx=need_dx
-        )
+        if grads is None:
+            dx = dy @ params["weight"].T if need_dx else None
+        else:
+            _, _, dx = dense_backward(
+                x, params["weight"], dy, dw=grads["weight"], db=grads["bias"], need_dx=need_dx
+            )
         _, _, rdx = dense_backward(
             x, params["weight"], rdy, dw=rgrads["weight"], db=rgrads["bias"], need_dx=need_dx
         )
