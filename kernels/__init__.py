@@ -7,3 +7,8 @@ Kernels are compiled with ``cache=True``. Numba keys a cached kernel on its own 
 only, so after editing a kernel that another module's kernels call (``dense.py`` is called
 from ``mlp.py``), delete ``__pycache__`` here; a fresh install always starts clean.
 """
+
+from ..threads import current_threads
+
+# Size the BLAS pools the kernels use before any of them runs (see minireptile.threads).
+current_threads()

@@ -36,6 +36,10 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from .threads import set_threads
+
+        # Before any work: every BLAS and OpenMP pool of this process gets its size.
+        set_threads(getattr(args, "threads", None))
         return args.run(args) or 0
     except InputError as err:
         print(f"minireptile: error: {err}", file=sys.stderr)

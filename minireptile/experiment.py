@@ -26,6 +26,7 @@ import re
 import numpy as np
 
 from .combinations import parse_combination
+from .executor import SerialExecutor
 from .training import METRICS_FILE, Run, TrainConfig, train
 
 SHARED = dict(sgd=True, inner_batch=25, learning_rate=0.003, meta_step=0.25,
@@ -69,30 +70,45 @@ def read_curve(directory):
 
 
 def run_experiment(model_factory, train_classes, test_classes, names, meta_iters, out, seed=0,
-                   overrides=None, progress=True, log=print):
+                   overrides=None, progress=True, log=print, executor=None):
     """Train every variant (resuming unfinished ones) and return their learning curves.
+
+    The variants are independent runs, so they are trained on the ``executor``'s workers
+    (default: here, one after another); each run is the same whichever worker trains it.
+    ``model_factory`` must then be a module-level function (it is sent by name).
 
     Returns
     -------
     dict of name to dict(iterations, train, test, seconds)
     """
-    results = {}
+    executor = executor or SerialExecutor()
+    jobs = []
     for name in names:
         combination = parse_combination(name)
         config = variant_config(combination, meta_iters, seed, overrides)
         directory = os.path.join(out, folder_name(combination.name))
-        run = Run(directory)
-        resume = run.exists()
         log(f"== {combination.name}: k = {config.inner_iters}, train shots "
-            f"{config.train_shots}" + (" (resuming)" if resume else ""))
-        train(model_factory(config.classes), train_classes, test_classes, config, directory,
-              resume=resume, progress=progress, log=log)
+            f"{config.train_shots}" + (" (resuming)" if Run(directory).exists() else ""))
+        jobs.append((config, directory))
+    # Progress bars of several processes would overwrite each other: one process, one bar.
+    alone = executor.workers == 1
+    executor.map(_train_variant, jobs, model_factory, executor.share(train_classes),
+                 executor.share(test_classes), progress and alone, log if alone else None)
+    results = {}
+    for name, (config, directory) in zip(names, jobs):
         iterations, train_acc, test_acc = read_curve(directory)
-        with open(run.metrics_path, encoding="utf-8") as f:
+        with open(Run(directory).metrics_path, encoding="utf-8") as f:
             last = json.loads(f.readlines()[-1])
-        results[combination.name] = dict(iterations=iterations, train=train_acc,
-                                         test=test_acc, seconds=last["seconds"])
+        results[parse_combination(name).name] = dict(iterations=iterations, train=train_acc,
+                                                     test=test_acc, seconds=last["seconds"])
     return results
+
+
+def _train_variant(model_factory, train_classes, test_classes, progress, log, job):
+    """Train (or finish) one variant's run."""
+    config, directory = job
+    train(model_factory(config.classes), train_classes, test_classes, config, directory,
+          resume=Run(directory).exists(), progress=progress, log=log or (lambda *_: None))
 
 
 def write_curves_csv(path, results, window):

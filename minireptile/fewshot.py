@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
+from .executor import SerialExecutor, task_seeds
 from .maml import backpropagate_through_sgd
 from .optim import SGD, Adam
 from .reptile import OuterSGD
@@ -169,19 +170,33 @@ class FewShotLearner:
             self._record = None
         return update, losses
 
+    @property
+    def tasks_independent(self):
+        """True when nothing carries from one task's inner loop to the next (inner SGD), so
+        the tasks of a meta-batch may run in parallel. Inner Adam's moments carry over, as
+        the reference's do, which makes its tasks sequential."""
+        return isinstance(self.optimizer, SGD)
+
     # -- one meta-iteration -------------------------------------------------------------
-    def train_step(self, classes, num_classes, num_shots, meta_batch, step_size, rng):
+    def train_step(self, classes, num_classes, num_shots, meta_batch, step_size, rng,
+                   executor=None):
         """Sample ``meta_batch`` tasks, adapt to each from Φ, and update Φ in place.
+
+        Each task draws from its own stream (:func:`~minireptile.executor.task_seeds`), so
+        the result is the same whether the tasks run here one after another or, when they
+        are independent (:attr:`tasks_independent`), on the ``executor``'s workers.
 
         Returns the mean inner-loop loss.
         """
-        updates = []
-        losses = []
-        for _ in range(meta_batch):
-            task = sample_task(classes, num_classes, num_shots, rng)
-            update, task_losses = self.adapt(self.phi.copy(), task, rng)
-            updates.append(update)
-            losses.extend(task_losses)
+        seeds = task_seeds(rng, meta_batch)
+        settings = (num_classes, num_shots)
+        if executor is not None and executor.workers > 1 and meta_batch > 1 \
+                and self.tasks_independent:
+            results = executor.map(_adapt_task, seeds, self, executor.share(classes), settings)
+        else:
+            results = [_adapt_task(self, classes, settings, seed) for seed in seeds]
+        updates = [update for update, _ in results]
+        losses = [loss for _, task_losses in results for loss in task_losses]
         mean_update = updates[0] if len(updates) == 1 else np.mean(updates, axis=0,
                                                                     dtype=self.phi.dtype)
         # Both algorithms move Φ along an update direction; the outer optimiser sees its
@@ -249,24 +264,46 @@ class FewShotLearner:
         self.outer.load_state_dict(_strip(state, "outer."))
 
 
+def _adapt_task(learner, classes, settings, seed):
+    """One task of a meta-batch, drawn and learned from its own stream ``seed``:
+    ``(update, losses)`` as :meth:`FewShotLearner.adapt` returns them."""
+    num_classes, num_shots = settings
+    rng = np.random.default_rng(seed)
+    task = sample_task(classes, num_classes, num_shots, rng)
+    return learner.adapt(learner.phi.copy(), task, rng)
+
+
+def evaluate_task(learner, classes, settings, seed):
+    """Correct queries of one new task drawn from its own stream ``seed``.
+
+    ``settings`` is ``(num_classes, num_shots, eval_batch, eval_iters, transductive)``.
+    """
+    num_classes, num_shots, eval_batch, eval_iters, transductive = settings
+    return learner.evaluate(classes, num_classes, num_shots, eval_batch, eval_iters,
+                            np.random.default_rng(seed), transductive)
+
+
 def evaluate_accuracy(learner, classes, num_classes, num_shots, eval_batch, eval_iters,
-                      num_samples, rng, transductive=False, progress=False):
+                      num_samples, rng, transductive=False, progress=False, executor=None):
     """Mean accuracy over ``num_samples`` new tasks, with the 95% interval's half-width.
+
+    Task ``i`` draws from its own stream (seeds from ``rng``), so the tasks can run on the
+    ``executor``'s workers (default: here, one after another) with the same result.
 
     Returns
     -------
     (mean, half_width, per_task) where per_task is an array of accuracies in [0, 1].
     """
-    samples = range(num_samples)
+    executor = executor or SerialExecutor()
+    seeds = task_seeds(rng, num_samples)
+    settings = (num_classes, num_shots, eval_batch, eval_iters, transductive)
+    results = executor.imap(evaluate_task, seeds, learner, executor.share(classes), settings)
     if progress:
         from tqdm import tqdm
 
-        samples = tqdm(samples, desc="evaluating", unit="task", mininterval=0.5)
-    per_task = np.array([
-        learner.evaluate(classes, num_classes, num_shots, eval_batch, eval_iters, rng,
-                         transductive) / num_classes
-        for _ in samples
-    ])
+        results = tqdm(results, total=num_samples, desc="evaluating", unit="task",
+                       mininterval=0.5)
+    per_task = np.array([correct / num_classes for correct in results], dtype=np.float64)
     mean, half = mean_and_interval(per_task)
     return mean, half, per_task
 

@@ -10,6 +10,7 @@ of test images misclassified.
 import numpy as np
 
 from .errors import InputError
+from .executor import SerialExecutor, task_seeds
 from .stats import mean_and_interval
 from .tasks import Task
 
@@ -23,7 +24,7 @@ PUBLISHED = (
 )
 
 
-def evaluate_runs(learner, runs, eval_batch, eval_iters, rng, transductive):
+def evaluate_runs(learner, runs, eval_batch, eval_iters, rng, transductive, executor=None):
     """Error rate of each run.
 
     Parameters
@@ -32,26 +33,38 @@ def evaluate_runs(learner, runs, eval_batch, eval_iters, rng, transductive):
         Its network must have as many outputs as a run has classes (20).
     runs : list of LakeRun
     rng : numpy.random.Generator
-        Draws the fine-tuning mini-batches.
+        Draws one seed per run, whose stream draws that run's fine-tuning mini-batches.
+    executor : SerialExecutor or ProcessExecutor, optional
+        Where the runs are evaluated (default: here, in order); the result does not depend
+        on it.
 
     Returns
     -------
     list of (run name, error rate in [0, 1])
     """
-    results = []
+    outputs = learner.model.output_shape[0]
     for run in runs:
         classes = len(run.train_labels)
-        outputs = learner.model.output_shape[0]
         if outputs != classes:
             raise InputError(
                 f"run {run.name} is {classes}-way but the network has {outputs} outputs; "
                 f"evaluate a network trained with --classes {classes}"
             )
-        predicted = learner.finetune_and_predict(Task(run.train_images, run.train_labels),
-                                                 run.test_images, eval_batch, eval_iters, rng,
-                                                 transductive)
-        results.append((run.name, float(np.mean(predicted != run.test_labels))))
-    return results
+    executor = executor or SerialExecutor()
+    settings = (eval_batch, eval_iters, transductive)
+    errors = executor.map(_run_error, list(zip(runs, task_seeds(rng, len(runs)))), learner,
+                          settings)
+    return [(run.name, error) for run, error in zip(runs, errors)]
+
+
+def _run_error(learner, settings, run_and_seed):
+    """Error rate of one run, fine-tuned with the stream of its own seed."""
+    run, seed = run_and_seed
+    eval_batch, eval_iters, transductive = settings
+    predicted = learner.finetune_and_predict(Task(run.train_images, run.train_labels),
+                                             run.test_images, eval_batch, eval_iters,
+                                             np.random.default_rng(seed), transductive)
+    return float(np.mean(predicted != run.test_labels))
 
 
 def summary(results):

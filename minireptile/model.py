@@ -59,6 +59,13 @@ class Model:
         # the array itself keeps its id from being reused while the entry exists.
         self._bound = {}
 
+    def __getstate__(self):
+        # The bound views are a cache of views into particular arrays: not worth sending to
+        # another process (see minireptile.executor), and rebuilt on first use there.
+        state = dict(self.__dict__)
+        state["_bound"] = {}
+        return state
+
     def _bind(self, flat):
         entry = self._bound.get(id(flat))
         if entry is not None and entry[0] is flat:

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .errors import InputError
+from .executor import SerialExecutor
 from .maml import backpropagate_through_sgd
-from .model import mlp
 from .optim import SGD
 from .reptile import linear_schedule, make_outer, reptile_step
 from .stats import mean_and_interval
@@ -49,6 +49,8 @@ def sample_task(rng):
 
 def sine_model(dtype=np.float32):
     """The 1→64→64→1 tanh MLP with mean squared error, PyTorch-default initialisation."""
+    from .model import mlp  # Numba: imported when a model is first needed
+
     return mlp([1, 64, 64, 1], activation="tanh", loss="mse", dtype=dtype)
 
 
@@ -210,16 +212,27 @@ def plot_task(seed):
     return task, idx
 
 
-def evaluate(model, phi, tasks, lr, steps=EVAL_STEPS):
+def evaluate(model, phi, tasks, lr, steps=EVAL_STEPS, executor=None):
     """Mean squared error over the 50 points after each of ``steps`` fine-tuning steps.
 
-    Returns ``{step: (mean, 95% half-width)}`` over ``tasks`` (from :func:`heldout_tasks`).
+    Parameters
+    ----------
+    tasks : list of (SineTask, indices), from :func:`heldout_tasks`
+    executor : SerialExecutor or ProcessExecutor, optional
+        Where the tasks are fine-tuned (default: here, in order); the result is the same.
+
+    Returns ``{step: (mean, 95% half-width)}`` over ``tasks``.
     """
-    per_step = {s: [] for s in steps}
-    for task, idx in tasks:
-        for step, (mse, _) in finetune_curve(model, phi, task, idx, lr, steps).items():
-            per_step[step].append(mse)
-    return {s: mean_and_interval(v) for s, v in per_step.items()}
+    executor = executor or SerialExecutor()
+    errors = np.array(executor.map(_finetune_errors, tasks, model, phi, lr, tuple(steps)))
+    return {s: mean_and_interval(errors[:, i]) for i, s in enumerate(steps)}
+
+
+def _finetune_errors(model, phi, lr, steps, task_and_idx):
+    """Mean squared error after each of ``steps`` on one held-out task."""
+    task, idx = task_and_idx
+    curve = finetune_curve(model, phi, task, idx, lr, steps)
+    return [curve[s][0] for s in steps]
 
 
 def config_dict(config):

@@ -22,7 +22,8 @@ import numpy as np
 from .checkpoint import load_npz, save_npz_atomic
 from .combinations import parse_combination
 from .errors import InputError
-from .fewshot import FewShotLearner, InnerConfig
+from .executor import SerialExecutor, task_seeds
+from .fewshot import FewShotLearner, InnerConfig, evaluate_task
 from .reptile import linear_schedule, make_outer
 
 CHECKPOINT_FILE = "checkpoint.npz"
@@ -237,7 +238,7 @@ RESUMABLE_CHANGES = ("checkpoint_interval",)
 
 
 def train(model, train_classes, test_classes, config, directory, resume=False, progress=True,
-          log=print, data=None):
+          log=print, data=None, executor=None):
     """Meta-train ``model`` on ``train_classes``; evaluate on both splits every
     ``eval_interval`` iterations (as the reference: one task each, accuracy = correct / N).
 
@@ -246,6 +247,11 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
     data : dict, optional
         JSON-able description of the data (sources, split options), stored in the checkpoint
         and required to be the same on ``resume``.
+    executor : SerialExecutor or ProcessExecutor, optional
+        Where independent work runs (default: here). With more than one worker, the
+        evaluations run on a worker while training goes on, and the tasks of a meta-batch run
+        in parallel when they are independent (inner SGD); the results are the same bit for
+        bit either way.
 
     Returns the :class:`FewShotLearner` (its ``phi`` holds the trained parameters).
     """
@@ -295,35 +301,49 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
     # (only the wall-clock seconds differ).
     recent_loss = list(progress_state.get("recent_loss", []))
     started = time.perf_counter() - progress_state.get("seconds", 0.0)
+    executor = executor or SerialExecutor()
+    shared_splits = (executor.share(train_classes), executor.share(test_classes))
+    eval_settings = (config.classes, config.shots, config.eval_batch, config.eval_iters,
+                     config.transductive)
+    pending = []  # evaluations submitted and not yet logged, oldest first
+
+    def log_pending():
+        while pending:
+            record, evaluations = pending.pop(0)
+            accuracies = [correct / config.classes for e in evaluations for correct in e.result()]
+            record.update(train_accuracy=accuracies[0], test_accuracy=accuracies[1])
+            run.log_metrics(record)
+            if bar is not None:
+                bar.set_postfix(train=f"{accuracies[0]:.2f}", test=f"{accuracies[1]:.2f}",
+                                loss=f"{record['inner_loss']:.3f}", refresh=False)
+
     for iteration in range(start, config.meta_iters):
         step = linear_schedule(config.meta_step, config.meta_step_final, iteration,
                                config.meta_iters)
         recent_loss.append(learner.train_step(train_classes, config.classes,
                                               config.effective_train_shots, config.meta_batch,
-                                              step, train_rng))
+                                              step, train_rng, executor))
         if iteration % config.eval_interval == 0:
-            accuracies = [
-                learner.evaluate(classes, config.classes, config.shots, config.eval_batch,
-                                 config.eval_iters, eval_rng, config.transductive)
-                / config.classes
-                for classes in (train_classes, test_classes)
-            ]
-            record = {"iteration": iteration, "train_accuracy": accuracies[0],
-                      "test_accuracy": accuracies[1],
+            log_pending()
+            # One task per split, from streams drawn here in a fixed order. The executor takes
+            # its copy of the learner now, so Φ may move on while a worker evaluates.
+            seeds = task_seeds(eval_rng, 2)
+            evaluations = [executor.submit(evaluate_task, [seed], learner, split, eval_settings)
+                           for split, seed in zip(shared_splits, seeds)]
+            record = {"iteration": iteration, "train_accuracy": None, "test_accuracy": None,
                       "inner_loss": float(np.mean(recent_loss)), "meta_step": step,
                       "seconds": round(time.perf_counter() - started, 3)}
+            pending.append((record, evaluations))
             recent_loss = []
-            run.log_metrics(record)
-            if bar is not None:
-                bar.set_postfix(train=f"{accuracies[0]:.2f}", test=f"{accuracies[1]:.2f}",
-                                loss=f"{record['inner_loss']:.3f}", refresh=False)
         done = iteration + 1
         if done % config.checkpoint_interval == 0 or done == config.meta_iters:
+            log_pending()  # the metrics file covers every iteration the checkpoint does
             extra = {"data": data, "progress": {
                 "recent_loss": recent_loss, "seconds": time.perf_counter() - started}}
             run.save(model, learner, rngs, done, config, extra)
         if bar is not None:
             bar.update(1)
+    log_pending()
     if bar is not None:
         bar.close()
     if start >= config.meta_iters:

@@ -1,19 +1,15 @@
 """Shared fixtures: small data sets written in the official layouts.
 
-The tests run the BLAS library on one thread: their matrices are small, and on a machine
-whose cores are busy, extra BLAS threads only wait for each other (steps measured 3–30×
-slower). Set before NumPy is first imported; an explicit setting in the environment wins.
+No thread variables are set here: the tests run with the thread pools the package sizes
+itself (:mod:`minireptile.threads`), as a user's process does.
 """
 
 import os
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from hypothesis import settings  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import pytest
+from hypothesis import settings
+from PIL import Image
 
 # In CI the property tests draw the same examples every run, so a verdict never depends on
 # the luck of the draw; locally they keep exploring new ones.

@@ -67,12 +67,14 @@ def test_reptile_step_moves_phi_towards_the_mean_of_task_solutions():
     learner = FewShotLearner(model, phi.copy(), config)
     learner.train_step(classes, 3, 2, meta_batch=2, step_size=0.25, rng=np.random.default_rng(5))
 
-    # The same two tasks and inner loops by hand: summed-loss SGD from Φ.
+    # The same two tasks and inner loops by hand: summed-loss SGD from Φ, each task drawn
+    # from its own stream.
+    from minireptile.executor import task_seeds
     from minireptile.tasks import mini_batches, sample_task
 
-    rng = np.random.default_rng(5)
     solutions = []
-    for _ in range(2):
+    for seed in task_seeds(np.random.default_rng(5), 2):
+        rng = np.random.default_rng(seed)
         task = sample_task(classes, 3, 2, rng)
         w = phi.copy()
         for batch in mini_batches(task, 3, 3, False, rng):
@@ -91,9 +93,11 @@ def test_first_order_maml_uses_only_the_last_inner_step():
     learner = FewShotLearner(model, phi.copy(), config, algorithm="foml")
     learner.train_step(classes, 3, 2, meta_batch=1, step_size=0.5, rng=np.random.default_rng(7))
 
+    from minireptile.executor import task_seeds
     from minireptile.tasks import mini_batches, sample_task
 
-    rng = np.random.default_rng(7)
+    (seed,) = task_seeds(np.random.default_rng(7), 1)
+    rng = np.random.default_rng(seed)
     task = sample_task(classes, 3, 2, rng)
     w = phi.copy()
     for batch in mini_batches(task, 3, 3, False, rng):

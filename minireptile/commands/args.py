@@ -45,6 +45,18 @@ def non_negative_float(text):
     return value
 
 
+def add_parallel_arguments(parser, workers=True):
+    """``--threads`` (every command) and ``--workers`` (commands with independent work)."""
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                        help="threads per BLAS pool in each process (default: 1, or the "
+                             "environment's OPENBLAS_NUM_THREADS / OMP_NUM_THREADS when set)")
+    if workers:
+        parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                            help="processes for independent work: evaluation tasks, "
+                                 "variants, independent meta-batch tasks (default: the "
+                                 "cores this process may use); results do not depend on it")
+
+
 def output_path(text):
     """A file path whose folder exists (checked before any work starts)."""
     folder = os.path.dirname(os.path.abspath(text))

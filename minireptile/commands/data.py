@@ -7,12 +7,10 @@ that train on Omniglot, so every one of them reads ``--data`` the same way.
 import argparse
 import time
 
-import numpy as np
-
 from ..data import download
-from ..data.omniglot import NUM_TRAIN_CHARACTERS, alphabets, load_omniglot, omniglot_splits
+from ..data.omniglot import NUM_TRAIN_CHARACTERS
 from ..errors import InputError
-from .args import non_negative_int
+from .args import add_parallel_arguments, non_negative_int
 
 
 def _release_name(text):
@@ -49,6 +47,8 @@ def add_cache_arguments(parser):
 
 def omniglot_from_args(args, rng, augment=True, progress=True):
     """``(train, test)`` ClassSets from the options of :func:`add_omniglot_arguments`."""
+    from ..data.omniglot import omniglot_splits
+
     return omniglot_splits(args.data, rng, num_train=args.num_train,
                            train_alphabets=args.train_alphabet, augment=augment,
                            cache_dir=args.cache_dir, use_cache=not args.no_cache,
@@ -73,6 +73,7 @@ def register(subparsers):
                         + ", ".join(sorted(download.RELEASES)) + " (default: all four)")
     o.add_argument("--no-extract", action="store_true", help="keep the zips only")
     o.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_parallel_arguments(o, workers=False)
     o.set_defaults(run=run_omniglot)
 
     i = sub.add_parser(
@@ -83,6 +84,7 @@ def register(subparsers):
     i.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of the character split (default %(default)s)")
     i.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_parallel_arguments(i, workers=False)
     i.set_defaults(run=run_info)
 
 
@@ -95,6 +97,10 @@ def run_omniglot(args):
 
 
 def run_info(args):
+    import numpy as np
+
+    from ..data.omniglot import alphabets, load_omniglot
+
     start = time.perf_counter()
     classes = load_omniglot(args.data, cache_dir=args.cache_dir, use_cache=not args.no_cache,
                             progress=not args.no_progress)

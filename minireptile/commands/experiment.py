@@ -4,11 +4,9 @@ meta-gradients built from the inner gradients g1 … gk."""
 import os
 import time
 
-from ..cnn import omniglot_cnn
 from ..combinations import REFERENCE_COMBINATIONS, parse_combinations
-from ..experiment import final_table, plot_curves, run_experiment, write_curves_csv
 from ..training import generators
-from .args import non_negative_int, positive_float, positive_int
+from .args import add_parallel_arguments, non_negative_int, positive_float, positive_int
 from .data import add_omniglot_arguments, omniglot_from_args
 from .taylor import register as register_taylor
 
@@ -43,11 +41,23 @@ def register(subparsers):
                         "(default %(default)s)")
     g.add_argument("--no-plot", action="store_true", help="write no PNG")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_parallel_arguments(g)
     g.set_defaults(run=run)
     register_taylor(sub)
 
 
 def run(args):
+    from ..executor import make_executor
+
+    with make_executor(args.workers, args.threads) as executor:
+        return _run(args, executor)
+
+
+def _run(args, executor):
+    from ..cnn import omniglot_cnn
+    from ..experiment import final_table, plot_curves, run_experiment, write_curves_csv
+    from ..stats import format_interval
+
     combinations = parse_combinations(args.combinations)
     if not args.no_plot:
         from ..plotting import require_matplotlib
@@ -61,7 +71,7 @@ def run(args):
         omniglot_cnn, train_classes, test_classes, [c.name for c in combinations],
         args.meta_iters, args.out, seed=args.seed,
         overrides=dict(learning_rate=args.learning_rate, meta_step=args.meta_step),
-        progress=not args.no_progress)
+        progress=not args.no_progress, executor=executor)
     csv_path = os.path.join(args.out, "curves.csv")
     write_curves_csv(csv_path, results, args.smooth)
     print(f"\ncurves written to {csv_path}")
@@ -73,5 +83,6 @@ def run(args):
           f"({args.meta_iters} meta-iterations each, {time.perf_counter() - start:.0f} s):")
     print(f"{'variant':<20} {'train':>7} {'test':>7}   95% interval")
     for name, train_acc, test_acc, half, n in final_table(results):
-        print(f"{name:<20} {train_acc:7.3f} {test_acc:7.3f}   ± {half:.3f} ({n} tasks)")
+        interval = format_interval(0.0, half, digits=3).split(" ", 1)[1]
+        print(f"{name:<20} {train_acc:7.3f} {test_acc:7.3f}   {interval} ({n} tasks)")
     return 0

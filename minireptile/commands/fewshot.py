@@ -17,10 +17,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from ..cnn import miniimagenet_cnn, omniglot_cnn
 from ..errors import InputError
-from ..fewshot import evaluate_accuracy
 from ..reptile import OUTER_OPTIMIZERS
+from ..stats import format_interval
 from ..training import (
     CHECKPOINT_FILE,
     TrainConfig,
@@ -30,7 +29,7 @@ from ..training import (
     read_checkpoint,
     train,
 )
-from .args import non_negative_int, positive_float, positive_int
+from .args import add_parallel_arguments, non_negative_int, positive_float, positive_int
 from .data import add_cache_arguments, add_omniglot_arguments, omniglot_from_args
 
 DEFAULTS = TrainConfig()
@@ -151,6 +150,7 @@ def register_train(sub, dataset):
                    default=DEFAULTS.checkpoint_interval,
                    help="iterations between checkpoints (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_parallel_arguments(p)
     p.set_defaults(run=run_train, few_shot=dataset)
 
 
@@ -169,6 +169,7 @@ def register_eval(sub, dataset):
                    default=dataset.everything,
                    help=dataset.split_help + " (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_parallel_arguments(p)
     p.set_defaults(run=run_eval, few_shot=dataset)
 
 
@@ -181,7 +182,8 @@ def config_from_args(args):
         meta_batch=args.meta_batch, meta_iters=args.meta_iters, eval_batch=args.eval_batch,
         eval_iters=args.eval_iters, eval_interval=args.eval_interval,
         weight_decay=args.weight_decay, transductive=args.transductive, foml=args.foml,
-        foml_tail=args.foml_tail or 0, maml=args.maml, sgd=args.sgd, seed=args.seed, outer=args.outer,
+        foml_tail=args.foml_tail or 0, maml=args.maml, sgd=args.sgd, seed=args.seed,
+        outer=args.outer,
         combination=args.combination,
         checkpoint_interval=args.checkpoint_interval,
     )
@@ -208,6 +210,18 @@ def _miniimagenet_splits(args, seed, progress):
 
     return load_miniimagenet(args.data, cache_dir=args.cache_dir, use_cache=not args.no_cache,
                              progress=progress)
+
+
+def omniglot_cnn(classes):
+    from ..cnn import omniglot_cnn
+
+    return omniglot_cnn(classes)
+
+
+def miniimagenet_cnn(classes):
+    from ..cnn import miniimagenet_cnn
+
+    return miniimagenet_cnn(classes)
 
 
 OMNIGLOT = FewShotDataset(
@@ -239,20 +253,32 @@ MINIIMAGENET = FewShotDataset(
 DATASETS = (OMNIGLOT, MINIIMAGENET)
 
 
-def _final_evaluation(learner, config, splits, names, num_samples, progress, eval_seed=None):
+def _final_evaluation(learner, config, splits, names, num_samples, progress, executor,
+                      record_dir, eval_seed=None):
     """Print ``<Split> accuracy: mean ± half-width`` for each split in ``names``, in order,
     all drawing from one evaluation generator (seeded ``eval_seed``, by default the run's
-    seed + 1)."""
+    seed + 1). Progress is recorded in ``record_dir``, so an interrupted evaluation resumes."""
+    from ..evaluation import evaluate_splits
+
     _, eval_rng, _ = generators(config.seed + 1 if eval_seed is None else eval_seed)
+    settings = (config.classes, config.shots, config.eval_batch, config.eval_iters,
+                config.transductive)
+    results = evaluate_splits(learner, splits, names, settings, num_samples, eval_rng,
+                              executor=executor, record_dir=record_dir, progress=progress)
     for name in names:
-        mean, half, _ = evaluate_accuracy(
-            learner, splits[name], config.classes, config.shots, config.eval_batch,
-            config.eval_iters, num_samples, eval_rng, config.transductive, progress)
-        print(f"{SPLIT_LABELS[name]} accuracy: {mean:.4f} ± {half:.4f} (95% interval, "
+        mean, half, _ = results[name]
+        print(f"{SPLIT_LABELS[name]} accuracy: {format_interval(mean, half)} (95% interval, "
               f"{num_samples} tasks)")
 
 
 def run_train(args):
+    from ..executor import make_executor
+
+    with make_executor(args.workers, args.threads) as executor:
+        return _run_train(args, executor)
+
+
+def _run_train(args, executor):
     dataset = args.few_shot
     config = config_from_args(args).validate()
     progress = not args.no_progress
@@ -274,11 +300,13 @@ def run_train(args):
     else:
         start = time.perf_counter()
         learner = train(model, train_classes, test_classes, config, args.checkpoint,
-                        resume=args.resume, progress=progress, data=_data_description(args))
+                        resume=args.resume, progress=progress, data=_data_description(args),
+                        executor=executor)
         print(f"training took {time.perf_counter() - start:.1f} s; run saved in "
               f"{os.path.join(args.checkpoint, CHECKPOINT_FILE)}")
     if args.eval_samples:
-        _final_evaluation(learner, config, splits, dataset.final, args.eval_samples, progress)
+        _final_evaluation(learner, config, splits, dataset.final, args.eval_samples, progress,
+                          executor, args.checkpoint)
     return 0
 
 
@@ -341,6 +369,13 @@ def open_for_evaluation(checkpoint, dataset, overrides, classes=None):
 
 
 def run_eval(args):
+    from ..executor import make_executor
+
+    with make_executor(args.workers, args.threads) as executor:
+        return _run_eval(args, executor)
+
+
+def _run_eval(args, executor):
     dataset = args.few_shot
     model, config, learner = open_for_evaluation(
         args.checkpoint, dataset, {name: getattr(args, name) for name in EVAL_OVERRIDES},
@@ -351,6 +386,6 @@ def run_eval(args):
           f"{config.eval_iters} fine-tuning steps of {config.eval_batch}, "
           f"{'transductive' if config.transductive else 'non-transductive'}")
     chosen = dataset.final if args.split == dataset.everything else (args.split,)
-    _final_evaluation(learner, config, splits, chosen, args.eval_samples, progress,
-                      eval_seed=args.seed)
+    _final_evaluation(learner, config, splits, chosen, args.eval_samples, progress, executor,
+                      os.path.dirname(_checkpoint_file(args.checkpoint)), eval_seed=args.seed)
     return 0

@@ -1,10 +1,6 @@
 """``minireptile eval lake``: Lake's 20 one-shot runs with a meta-learned Omniglot network."""
 
-import numpy as np
-
-from ..data.lake import load_lake_runs
-from ..lake import PUBLISHED, evaluate_runs, summary
-from .args import non_negative_int, positive_int
+from .args import add_parallel_arguments, non_negative_int, positive_int
 from .fewshot import OMNIGLOT, open_for_evaluation
 
 
@@ -26,10 +22,24 @@ def register_eval(sub):
                    help="classify the 20 test images in one batch")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of the fine-tuning mini-batches (default 0)")
+    add_parallel_arguments(p)
     p.set_defaults(run=run)
 
 
 def run(args):
+    from ..executor import make_executor
+
+    with make_executor(args.workers, args.threads) as executor:
+        return _run(args, executor)
+
+
+def _run(args, executor):
+    import numpy as np
+
+    from ..data.lake import load_lake_runs
+    from ..lake import PUBLISHED, evaluate_runs, summary
+    from ..stats import format_interval
+
     runs = load_lake_runs(args.runs)
     _, config, learner = open_for_evaluation(args.checkpoint, OMNIGLOT, {
         "eval_batch": args.eval_batch, "eval_iters": args.eval_iters,
@@ -37,11 +47,12 @@ def run(args):
     print(f"{len(runs)} runs; fine-tuning {config.eval_iters} steps of {config.eval_batch}, "
           f"{'transductive' if config.transductive else 'non-transductive'}")
     results = evaluate_runs(learner, runs, config.eval_batch, config.eval_iters,
-                            np.random.default_rng(args.seed), config.transductive)
+                            np.random.default_rng(args.seed), config.transductive,
+                            executor=executor)
     for name, error in results:
         print(f"{name}: error {100 * error:5.1f}%")
     mean, half = summary(results)
-    print(f"overall error: {100 * mean:.1f}% ± {100 * half:.1f}% (95% interval over "
+    print(f"overall error: {format_interval(mean, half, 1, 100, '%', of='runs')} (95% interval over "
           f"{len(results)} runs)")
     print("published (30 background alphabets / small1 / small2): "
           + "; ".join(f"{who} {' / '.join(r for r in rates if r)}"

@@ -3,9 +3,9 @@
 import time
 
 from .. import sine
-from ..checkpoint import save_npz_atomic
 from ..reptile import OUTER_OPTIMIZERS
 from .args import (
+    add_parallel_arguments,
     non_negative_float,
     non_negative_int,
     output_path,
@@ -56,10 +56,21 @@ def register(subparsers):
     p.add_argument("--save", type=output_path, metavar="PATH",
                    help="write the trained parameters to this .npz file")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_parallel_arguments(p)
     p.set_defaults(run=run)
 
 
 def run(args):
+    from ..executor import make_executor
+
+    with make_executor(args.workers, args.threads) as executor:
+        return _run(args, executor)
+
+
+def _run(args, executor):
+    from ..checkpoint import save_npz_atomic
+    from ..stats import format_interval
+
     config = sine.SineConfig(
         iterations=args.iterations,
         seed=args.seed,
@@ -98,9 +109,9 @@ def run(args):
 
     if args.eval_tasks:
         tasks = sine.heldout_tasks(args.eval_tasks, args.eval_seed)
-        results = sine.evaluate(model, phi, tasks, config.inner_lr)
+        results = sine.evaluate(model, phi, tasks, config.inner_lr, executor=executor)
         print(f"held-out mean squared error over {args.eval_tasks} tasks (95% interval), "
               f"fine-tuned on 10 points:")
         for step, (mean, half) in results.items():
-            print(f"after {step:2d} steps: {mean:.4f} ± {half:.4f}")
+            print(f"after {step:2d} steps: {format_interval(mean, half)}")
     return 0
