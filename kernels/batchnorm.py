@@ -163,6 +163,134 @@ def batchnorm_backward(gamma, cache, dy, need_dx=True, dgamma=None, dbeta=None):
 
 
 # ---------------------------------------------------------------------------------------------
+# R-operator (directional derivatives along parameters (V_γ, V_β) and input rx), for
+# Hessian-vector products. Per channel, with means over the m rows:
+#   rx̂ = inv·(rx − mean(rx) − x̂·mean(x̂·rx)),   r(inv) = −inv²·mean(x̂·rx)
+#   rz = V_γ·x̂ + γ·rx̂ + V_β,   ry = [z > 0]·rz with the fused ReLU
+# and with g = [z > 0]·dy, rg = [z > 0]·rdy, core = g − mean(g) − x̂·mean(g·x̂) (dx = γ·inv·core):
+#   rdβ = Σ rg,   rdγ = Σ (rg·x̂ + g·rx̂),
+#   rdx = (V_γ·inv + γ·r(inv))·core + γ·inv·(rg − mean(rg) − rx̂·mean(g·x̂) − x̂·mean(rg·x̂ + g·rx̂))
+
+
+@njit(cache=True)
+def _forward_r(x, mean, inv, y, gamma, vgamma, vbeta, rx, relu, rxhat, xhat_rx, ry):
+    m, c = x.shape
+    sum_rx = np.zeros(c)
+    sum_xrx = np.zeros(c)
+    for r in range(m):
+        for k in range(c):
+            sum_rx[k] += rx[r, k]
+            sum_xrx[k] += (x[r, k] - mean[k]) * inv[k] * rx[r, k]
+    for k in range(c):
+        xhat_rx[k] = sum_xrx[k] / m
+    for r in range(m):
+        for k in range(c):
+            xh = (x[r, k] - mean[k]) * inv[k]
+            rxh = inv[k] * (rx[r, k] - sum_rx[k] / m - xh * xhat_rx[k])
+            rxhat[r, k] = rxh
+            rz = vgamma[k] * xh + gamma[k] * rxh + vbeta[k]
+            if relu and not y[r, k] > 0:
+                rz = 0
+            ry[r, k] = rz
+
+
+@njit(cache=True)
+def _backward_r(x, mean, inv, y, gamma, vgamma, rxhat, xhat_rx, dy, rdy, relu, rdgamma, rdbeta,
+                rdx, need_dx):
+    m, c = x.shape
+    sum_g = np.zeros(c)
+    sum_gx = np.zeros(c)
+    sum_rg = np.zeros(c)
+    sum_rgx = np.zeros(c)
+    for r in range(m):
+        for k in range(c):
+            if relu and not y[r, k] > 0:
+                continue
+            xh = (x[r, k] - mean[k]) * inv[k]
+            sum_g[k] += dy[r, k]
+            sum_gx[k] += dy[r, k] * xh
+            sum_rg[k] += rdy[r, k]
+            sum_rgx[k] += rdy[r, k] * xh + dy[r, k] * rxhat[r, k]
+    for k in range(c):
+        rdbeta[k] = sum_rg[k]
+        rdgamma[k] = sum_rgx[k]
+    if not need_dx:
+        return
+    for k in range(c):
+        sum_g[k] /= m
+        sum_gx[k] /= m
+        sum_rg[k] /= m
+        sum_rgx[k] /= m
+    for r in range(m):
+        for k in range(c):
+            g = dy[r, k]
+            rg = rdy[r, k]
+            if relu and not y[r, k] > 0:
+                g = 0
+                rg = 0
+            xh = (x[r, k] - mean[k]) * inv[k]
+            core = g - sum_g[k] - xh * sum_gx[k]
+            rcore = rg - sum_rg[k] - rxhat[r, k] * sum_gx[k] - xh * sum_rgx[k]
+            rinv = -inv[k] * xhat_rx[k] * inv[k]
+            rdx[r, k] = ((vgamma[k] * inv[k] + gamma[k] * rinv) * core
+                         + gamma[k] * inv[k] * rcore)
+
+
+def batchnorm_forward_r(cache, gamma, vgamma, vbeta, rx):
+    """Directional derivative of :func:`batchnorm_forward`'s output.
+
+    Parameters
+    ----------
+    cache : tuple
+        From :func:`batchnorm_forward` at the same ``gamma``.
+    gamma, vgamma, vbeta : ndarray, shape (channels,)
+        γ and the direction's (V_γ, V_β).
+    rx : ndarray, the input's shape
+        The input's directional derivative.
+
+    Returns
+    -------
+    ry : ndarray, the input's shape
+    rcache : tuple
+        What :func:`batchnorm_backward_r` needs.
+    """
+    x2, mean, inv, y, relu = cache
+    c = x2.shape[1]
+    dtype = x2.dtype
+    rx2 = np.ascontiguousarray(rx, dtype=dtype).reshape(-1, c)
+    rxhat = recycled_empty(x2.shape, dtype)
+    ry = recycled_empty(x2.shape, dtype)
+    xhat_rx = np.empty(c)
+    _forward_r(x2, mean, inv, y.reshape(-1, c), gamma, vgamma, vbeta, rx2, relu, rxhat, xhat_rx,
+               ry)
+    return ry.reshape(y.shape), (rxhat, xhat_rx)
+
+
+def batchnorm_backward_r(gamma, vgamma, cache, rcache, dy, rdy, need_dx=True, rdgamma=None,
+                         rdbeta=None):
+    """Directional derivatives of :func:`batchnorm_backward`'s gradients, given ``dy`` and
+    its derivative ``rdy``.
+
+    Returns
+    -------
+    rdgamma, rdbeta : ndarray, shape (channels,)
+    rdx : ndarray, dy's shape, or None if not ``need_dx``
+    """
+    x2, mean, inv, y, relu = cache
+    rxhat, xhat_rx = rcache
+    c = x2.shape[1]
+    dtype = x2.dtype
+    dy2 = np.ascontiguousarray(dy, dtype=dtype).reshape(-1, c)
+    rdy2 = np.ascontiguousarray(rdy, dtype=dtype).reshape(-1, c)
+    rdgamma = np.empty(c, dtype=dtype) if rdgamma is None else rdgamma
+    rdbeta = np.empty(c, dtype=dtype) if rdbeta is None else rdbeta
+    rdx = recycled_empty(x2.shape, dtype) if need_dx else np.empty((0, 0), dtype=dtype)
+    _backward_r(x2, mean, inv, y.reshape(-1, c), gamma, vgamma, rxhat, xhat_rx, dy2, rdy2, relu,
+                rdgamma, rdbeta, rdx, need_dx)
+    return rdgamma, rdbeta, (rdx.reshape(dy.shape) if need_dx else None)
+
+
+# ---------------------------------------------------------------------------------------------
 # References: the textbook graph, differentiated step by step through μ and σ².
 
 
@@ -192,3 +320,25 @@ def batchnorm_backward_reference(x, gamma, beta, dy, eps=EPSILON, relu=False):
     dmu = -(dxhat / std).sum(axis=axes) + dvar * (-2 * (x - mu)).sum(axis=axes) / m
     dx = dxhat / std + dvar * 2 * (x - mu) / m + dmu / m
     return dgamma, dbeta, dx
+
+
+def batchnorm_r_reference(x, gamma, beta, vgamma, vbeta, rx, dy, rdy, eps=EPSILON, relu=False):
+    """NumPy reference for :func:`batchnorm_forward_r` and :func:`batchnorm_backward_r`: the
+    formulas above with whole-array operations. Returns ``(ry, rdgamma, rdbeta, rdx)``."""
+    axes = tuple(range(x.ndim - 1))
+    mu = x.mean(axis=axes)
+    inv = 1 / np.sqrt(((x - mu) ** 2).mean(axis=axes) + eps)
+    xhat = (x - mu) * inv
+    active = (gamma * xhat + beta > 0) if relu else np.ones(x.shape, dtype=bool)
+    xhat_rx = (xhat * rx).mean(axis=axes)
+    rxhat = inv * (rx - rx.mean(axis=axes) - xhat * xhat_rx)
+    ry = np.where(active, vgamma * xhat + gamma * rxhat + vbeta, 0)
+    g = np.where(active, dy, 0)
+    rg = np.where(active, rdy, 0)
+    rg_xhat = rg * xhat + g * rxhat
+    g_xhat = (g * xhat).mean(axis=axes)
+    core = g - g.mean(axis=axes) - xhat * g_xhat
+    rcore = rg - rg.mean(axis=axes) - rxhat * g_xhat - xhat * rg_xhat.mean(axis=axes)
+    rinv = -inv * xhat_rx * inv
+    rdx = (vgamma * inv + gamma * rinv) * core + gamma * inv * rcore
+    return ry, rg_xhat.sum(axis=axes), rg.sum(axis=axes), rdx

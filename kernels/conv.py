@@ -348,6 +348,33 @@ def conv2d_backward(w, cache, dy, need_dx=True, dw=None, db=None):
     return dw, db, (dx if need_dx else None)
 
 
+def conv2d_apply_cached(cache, w, b):
+    """:func:`conv2d_forward` of the cached input with other weights ``w`` and bias ``b``,
+    reusing the cached im2col matrix (a Hessian-vector product needs ``x ∗ V_w + V_b``).
+
+    Returns ``y``, shape (batch, out_height, out_width, out_channels), a new array.
+    """
+    cols, x_shape, _, _, _, oh, ow = cache
+    cout = w.shape[3]
+    y2 = np.dot(cols, np.ascontiguousarray(w, dtype=cols.dtype).reshape(-1, cout))
+    y2 += b
+    return y2.reshape(x_shape[0], oh, ow, cout)
+
+
+def conv2d_input_gradient(w, cache, dy):
+    """The input-gradient part of :func:`conv2d_backward` alone: ``dy`` correlated back
+    through ``w`` (col2im of ``dy·wᵀ``), for a cached geometry. Returns a new array of the
+    input's shape (batch, height, width, in_channels)."""
+    cols, x_shape, s, pt, pl, oh, ow = cache
+    kh, kw, cin, cout = w.shape
+    dtype = cols.dtype
+    dy2 = np.ascontiguousarray(dy, dtype=dtype).reshape(-1, cout)
+    dcols = np.dot(dy2, np.ascontiguousarray(w, dtype=dtype).reshape(kh * kw * cin, cout).T)
+    dx = np.empty(x_shape, dtype=dtype)
+    _col2im(dcols, kh, kw, s, pt, pl, oh, ow, dx)
+    return dx
+
+
 # ---------------------------------------------------------------------------------------------
 # References: explicit zero padding, then one small tensor contraction per output position.
 

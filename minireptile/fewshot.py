@@ -17,6 +17,10 @@ The semantics follow the reference implementation (openai/supervised-reptile, ``
 * **First-order MAML.** The update is the mean over tasks of the *last* inner step,
   ``Φ ← Φ + ε·mean(W_k − W_{k−1})``; with ``tail_shots`` the last step runs on a held-out
   "tail" of ``tail_shots`` examples per class and the earlier ``k − 1`` steps on the rest.
+* **Second-order MAML.** The update is ``−α·g_MAML``, the exact gradient of the last
+  mini-batch's summed loss after the first ``k − 1`` inner SGD steps, taken backwards through
+  those steps with Hessian-vector products (:mod:`minireptile.maml`); it needs inner SGD
+  without weight decay, which is what it differentiates.
 * **Gradient combinations.** The update is ``−α Σ c_i g_i`` over the inner gradients g1 … gk
   (see :mod:`minireptile.combinations`); with inner SGD, ``reptile`` and ``last`` coincide
   with the two algorithms above.
@@ -34,6 +38,7 @@ import numpy as np
 from .errors import InputError
 from .executor import SerialExecutor, task_seeds
 from .guard import check_finite
+from .maml import backpropagate_through_sgd
 from .optim import SGD, Adam
 from .reptile import OuterSGD
 from .stats import mean_and_interval
@@ -71,7 +76,7 @@ class FewShotLearner:
         Meta-parameters, updated in place by :meth:`train_step`.
     inner : InnerConfig
     outer : OuterSGD or OuterAdam, optional
-    algorithm : {"reptile", "foml", "combination"}
+    algorithm : {"reptile", "foml", "maml", "combination"}
     tail_shots : int, optional
         First-order MAML only: examples per class held out for the final inner step.
     combination : Combination, optional
@@ -80,9 +85,13 @@ class FewShotLearner:
 
     def __init__(self, model, phi, inner, outer=None, algorithm="reptile", tail_shots=None,
                  combination=None):
-        if algorithm not in ("reptile", "foml", "combination"):
-            raise InputError(f"algorithm must be 'reptile', 'foml' or 'combination', "
+        if algorithm not in ("reptile", "foml", "maml", "combination"):
+            raise InputError(f"algorithm must be 'reptile', 'foml', 'maml' or 'combination', "
                              f"got {algorithm!r}")
+        if algorithm == "maml" and (not inner.sgd or inner.weight_decay != 1):
+            raise InputError("second-order MAML needs inner SGD without weight decay (its "
+                             f"meta-gradient differentiates SGD steps), got sgd={inner.sgd}, "
+                             f"weight decay {inner.weight_decay}")
         if (algorithm == "combination") != (combination is not None):
             raise InputError("a gradient combination goes with algorithm='combination'")
         if combination is not None:
@@ -135,16 +144,24 @@ class FewShotLearner:
         start = w.copy() if self.algorithm == "reptile" else None
         before_last = None
         losses = []
+        trajectory = []  # MAML: (weights before the step, images, labels, gradient scale)
         self._record = [] if self.combination is not None else None
         try:
             for batch in self._train_batches(task, rng, self.inner.iters, self.inner.batch):
-                if self.algorithm == "foml":
+                if self.algorithm in ("foml", "maml"):
                     before_last = w.copy()
+                if self.algorithm == "maml":
+                    trajectory.append((before_last, batch.images, batch.labels,
+                                       len(batch.labels)))
                 losses.append(self._step(w, batch))
             if self.algorithm == "reptile":
                 update = w - start
             elif self.algorithm == "foml":
                 update = w - before_last
+            elif self.algorithm == "maml":
+                # W_k − W_{k−1} = −α·s_k·∇L_k(W_{k−1}), carried back through steps 1 … k−1.
+                update = backpropagate_through_sgd(self.model, trajectory[:-1],
+                                                   w - before_last, self.inner.learning_rate)
             else:
                 update = np.zeros_like(w)
                 for c, g in zip(self.coefficients, self._record):

@@ -111,3 +111,96 @@ def check_loss(loss, pred, target, h=1e-6):
     work = pred.copy()
     numeric = numerical_gradient(lambda: loss.forward(work, target)[0], work, h)
     return relative_error(analytic, numeric)
+
+
+def check_layer_hvp(layer, x, rng, params=None, h=1e-6, input_direction=True):
+    """Relative errors of a layer's R-operator (``forward_r`` / ``backward_r``) against central
+    differences of its ``forward`` and ``backward``.
+
+    Draws a direction ``(v, rx)`` for the parameters and the input (``rx`` None, i.e. zero,
+    when not ``input_direction``), an upstream gradient ``dy`` and its derivative ``rdy``, and
+    compares ``ry``, ``rdx`` and each parameter's ``rgrad`` with ``(f(+h) − f(−h)) / 2h`` of
+    ``y``, ``dx`` and ``grad`` evaluated at ``(params ± h·v, x ± h·rx, dy ± h·rdy)``. Also
+    checks that ``backward_r``'s own gradients are ``backward``'s, and that it returns the
+    same products when asked for no gradient (``grads=None``).
+
+    Returns
+    -------
+    dict of str to float
+        ``{"output": err, "input": err, "<param name>": err, ..., "gradient": err,
+        "without gradient": err}``.
+    """
+    from .params import ParamLayout
+
+    layout = ParamLayout(layer.param_shapes())
+    if params is None:
+        params = np.zeros(layout.size)
+        layer.init_params(layer.bind(layout.views(params)), rng)
+        params += 0.1 * rng.standard_normal(layout.size)
+    v = rng.standard_normal(layout.size)
+    rx = rng.standard_normal(x.shape) if input_direction else None
+    scale = np.sqrt(v @ v + (0 if rx is None else np.sum(rx * rx)))
+    v /= scale
+    if rx is not None:
+        rx /= scale
+
+    def bind(flat):
+        return layer.bind(layout.views(flat))
+
+    y, ry, cache = layer.forward_r(bind(params), bind(v), x, rx)
+    if ry is None:  # a layer without parameters passes "no dependence" on as None
+        ry = np.zeros_like(y)
+    dy = rng.standard_normal(y.shape)
+    rdy = rng.standard_normal(y.shape)
+    grad, rgrad = np.zeros_like(params), np.zeros_like(params)
+    dx, rdx = layer.backward_r(bind(params), bind(v), cache, dy, rdy, bind(grad), bind(rgrad))
+    # Without the gradient (what Model.hvp asks): the same products.
+    rgrad_only = np.zeros_like(params)
+    dx_only, rdx_only = layer.backward_r(bind(params), bind(v), cache, dy, rdy, None,
+                                         bind(rgrad_only))
+
+    def at(t):
+        shifted = params + t * v
+        x_t = x if rx is None else x + t * rx
+        out, c = layer.forward(bind(shifted), x_t)
+        g = np.zeros_like(params)
+        dx_t = layer.backward(bind(shifted), c, dy + t * rdy, bind(g), need_dx=True)
+        return out, dx_t, g
+
+    (y_p, dx_p, g_p), (y_m, dx_m, g_m) = at(h), at(-h)
+    y0, dx0, g0 = at(0.0)
+    errors = {
+        "output": relative_error(ry, (y_p - y_m) / (2 * h)),
+        "input": relative_error(rdx, (dx_p - dx_m) / (2 * h)),
+        "gradient": max(relative_error(grad, g0), relative_error(dx, dx0),
+                        relative_error(y, y0)),
+        "without gradient": max(relative_error(rgrad_only, rgrad), relative_error(rdx_only, rdx),
+                                relative_error(dx_only, dx)),
+    }
+    numeric = layout.views((g_p - g_m) / (2 * h))
+    analytic = layout.views(rgrad)
+    for name in layout.names:
+        errors[name] = relative_error(analytic[name], numeric[name])
+    return errors
+
+
+def check_model_hvp(model, params, x, y, v, h=1e-6):
+    """Relative error of ``model.hvp`` against central differences of the handwritten
+    gradient, ``(∇L(θ + h·v) − ∇L(θ − h·v)) / 2h`` (``v`` normalised to unit length)."""
+    v = v / np.linalg.norm(v)
+    analytic = model.hvp(params, x, y, v)
+    _, plus = model.loss_and_grad(params + h * v, x, y)
+    _, minus = model.loss_and_grad(params - h * v, x, y)
+    return relative_error(analytic, (plus - minus) / (2 * h))
+
+
+def check_loss_hvp(loss, pred, target, rng, h=1e-4):
+    """Relative error of a loss's ``backward_r`` against central differences of ``backward``
+    along a random unit direction ``rpred``."""
+    rpred = rng.standard_normal(pred.shape)
+    rpred /= np.linalg.norm(rpred)
+    _, cache = loss.forward(pred, target)
+    analytic = loss.backward_r(cache, rpred)
+    plus = loss.backward(loss.forward(pred + h * rpred, target)[1])
+    minus = loss.backward(loss.forward(pred - h * rpred, target)[1])
+    return relative_error(analytic, (plus - minus) / (2 * h))

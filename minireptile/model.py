@@ -159,6 +159,49 @@ class Model:
         )
         return loss, out
 
+    def loss_grad_hvp(self, params, x, y, v, want_grad=True):
+        """Mean loss, its gradient and the Hessian-vector product ``H(params)·v``.
+
+        Pearlmutter's R-operator through the layers: one forward pass carrying the outputs'
+        directional derivatives along ``v``, one backward pass carrying the gradients' (see
+        :mod:`minireptile.nn.base`). No Hessian is formed. Fused dense models take the
+        layer-by-layer path here; it computes the same function.
+
+        Parameters
+        ----------
+        params, v : ndarray, shape (size,), one dtype
+        x, y : as for :meth:`loss_and_grad`
+
+        want_grad : bool
+            False skips the parameter gradient's own work (``grad`` is then None).
+
+        Returns
+        -------
+        loss : float
+        grad, hvp : ndarray, shape (size,), params' dtype
+        """
+        x = self._check_inputs(params, x)
+        self.loss.check_target(y, len(x), self.output_shape)
+        if not isinstance(v, np.ndarray) or v.shape != params.shape or v.dtype != params.dtype:
+            raise InputError(f"the direction v must be a {params.dtype} array of shape "
+                             f"{params.shape}, got {describe_array(v)}")
+        grad = np.empty_like(params) if want_grad else None
+        hvp = np.empty_like(params)
+        bound, vbound = self._bind(params), self._bind(v)
+        prediction, rprediction, cache = self.network.forward_r(bound, vbound, x, None)
+        loss, loss_cache = self.loss.forward(prediction, y)
+        dpred = self.loss.backward(loss_cache)
+        rdpred = self.loss.backward_r(loss_cache, rprediction).astype(params.dtype, copy=False)
+        self.network.backward_r(bound, vbound, cache, dpred, rdpred,
+                                self._bind(grad) if want_grad else None, self._bind(hvp),
+                                need_dx=False)
+        return loss, grad, hvp
+
+    def hvp(self, params, x, y, v):
+        """``H(params)·v``, the Hessian of the mean loss on ``(x, y)`` times ``v``, shape
+        (size,); see :meth:`loss_grad_hvp`."""
+        return self.loss_grad_hvp(params, x, y, v, want_grad=False)[2]
+
     def sgd_steps(self, params, x, y, batches, lr):
         """Plain SGD on a sequence of mini-batches, updating ``params`` in place.
 

@@ -42,3 +42,36 @@ def plot_sine_fit(path, x_all, task, train_idx, curve):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_taylor(path, rows):
+    """Log-log residual ‖E[g] − expansion‖ against α, one panel per Φ, one line per
+    (algorithm, k), with ±1 standard-error bars and an α² guide."""
+    plt = require_matplotlib()
+    points = list(dict.fromkeys(r["point"] for r in rows))
+    fig, axes = plt.subplots(1, len(points), figsize=(6 * len(points), 4.5), squeeze=False)
+    styles = {"reptile": "-", "foml": "--", "maml": ":"}
+    for ax, point in zip(axes[0], points):
+        mine = [r for r in rows if r["point"] == point]
+        for name in styles:
+            for k in sorted({r["k"] for r in mine}):
+                line = sorted((r for r in mine if r["algorithm"] == name and r["k"] == k),
+                              key=lambda r: r["lr"])
+                if not line:
+                    continue
+                ax.errorbar([r["lr"] for r in line], [r["residual"] for r in line],
+                            yerr=[r["residual_se"] for r in line], linestyle=styles[name],
+                            marker="o", markersize=3, capsize=2, label=f"{name} k={k}")
+        lrs = sorted({r["lr"] for r in mine})
+        top = max(r["residual"] for r in mine if r["lr"] == lrs[-1])
+        ax.plot(lrs, [top * (lr / lrs[-1]) ** 2 for lr in lrs], color="grey", linewidth=3,
+                alpha=0.4, label="slope 2")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("inner step size α")
+        ax.set_ylabel("‖E[g] − expansion‖")
+        ax.set_title(f"Φ at {point}")
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

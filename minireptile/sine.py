@@ -4,6 +4,11 @@ A task is ``y = a·sin(x + b)`` with ``a ~ U[0.1, 5]`` and ``b ~ U[0, 2π]``, ob
 on ``linspace(−5, 5)``. The model is a 1→64→64→1 tanh MLP. Each meta-iteration trains a copy of
 Φ for one epoch over the 50 points in shuffled mini-batches of 10 (SGD, lr 0.02) and moves Φ
 towards the result, with ε annealed linearly from 0.1 to 0 over 30,000 iterations.
+
+With ``algorithm="foml"`` or ``"maml"`` the same mini-batches make the paper's k-batch
+first-order and second-order MAML instead: SGD on the first k − 1, then the gradient of the
+last batch's loss, ``g_k`` (FOMAML) or carried back through the k − 1 steps (MAML, see
+:mod:`minireptile.maml`); Φ moves by ``ε·α·g``.
 """
 
 import math
@@ -14,12 +19,14 @@ import numpy as np
 from .errors import InputError
 from .executor import SerialExecutor
 from .guard import DivergedError, check_finite
+from .maml import backpropagate_through_sgd
 from .optim import SGD
 from .reptile import linear_schedule, make_outer, reptile_step
 from .stats import mean_and_interval
 
 X_ALL = np.linspace(-5, 5, 50)[:, None]
 EVAL_STEPS = (0, 1, 8, 32)
+ALGORITHMS = ("reptile", "foml", "maml")
 PLOT_STEPS = (0, 8, 16, 24, 32)
 
 
@@ -61,6 +68,7 @@ class SineConfig:
     meta_step_final: float = 0.0
     meta_batch: int = 1
     outer: str = "sgd"
+    algorithm: str = "reptile"
 
     def validate(self):
         """Raise :class:`InputError` naming the first bad value."""
@@ -81,11 +89,17 @@ class SineConfig:
         if not math.isfinite(self.meta_step_final) or self.meta_step_final < 0:
             raise InputError(f"meta-step-final must be >= 0, got {self.meta_step_final!r}")
         make_outer(self.outer)
+        if self.algorithm not in ALGORITHMS:
+            raise InputError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
         return self
 
 
-def inner_sgd(model, w, x, y, rng, batch, epochs, lr):
+def inner_sgd(model, w, x, y, rng, batch, epochs, lr, algorithm="reptile"):
     """Train ``w`` in place with SGD: ``epochs`` passes over ``(x, y)`` in shuffled batches.
+
+    For ``"foml"`` and ``"maml"`` (k mini-batches in all) ``w`` ends at ``Φ − lr·g`` instead,
+    with ``g`` the meta-gradient of the last mini-batch's loss after k − 1 steps, so that the
+    Reptile outer step ``Φ + ε(W − Φ)`` becomes ``Φ − ε·lr·g``.
 
     Returns the mean mini-batch loss (measured before each step).
     """
@@ -93,7 +107,21 @@ def inner_sgd(model, w, x, y, rng, batch, epochs, lr):
     for _ in range(epochs):
         order = rng.permutation(len(x))
         batches.extend(order[start : start + batch] for start in range(0, len(x), batch))
-    return float(model.sgd_steps(w, x, y, batches, lr).mean())
+    if algorithm == "reptile":
+        return float(model.sgd_steps(w, x, y, batches, lr).mean())
+    phi = w.copy()
+    trajectory = []
+    losses = []
+    for idx in batches[:-1]:
+        if algorithm == "maml":
+            trajectory.append((w.copy(), x[idx], y[idx], 1.0))
+        losses.extend(model.sgd_steps(w, x, y, [idx], lr))
+    loss, grad = model.loss_and_grad(w, x[batches[-1]], y[batches[-1]])
+    losses.append(loss)
+    if algorithm == "maml":
+        grad = backpropagate_through_sgd(model, trajectory, grad, lr)
+    np.subtract(phi, w.dtype.type(lr) * grad, out=w)
+    return float(np.mean(losses))
 
 
 def train(config, progress=False, model=None):
@@ -123,7 +151,7 @@ def train(config, progress=False, model=None):
     def adapt(w, task):
         task_loss.append(
             inner_sgd(model, w, x, task(x), rng, config.inner_batch, config.inner_epochs,
-                      config.inner_lr)
+                      config.inner_lr, config.algorithm)
         )
         return w
 

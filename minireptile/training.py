@@ -57,6 +57,7 @@ class TrainConfig:
     transductive: bool = False
     foml: bool = False
     foml_tail: int = 0
+    maml: bool = False
     sgd: bool = False
     seed: int = 0
     outer: str = "sgd"
@@ -90,6 +91,13 @@ class TrainConfig:
         if not 0 < self.weight_decay <= 1:
             raise InputError(f"--weight-decay is a rate in (0, 1] (1 = none), got "
                              f"{self.weight_decay}")
+        if self.maml:
+            if self.foml or self.combination:
+                raise InputError(f"--maml excludes {'--foml' if self.foml else '--combination'}"
+                                 "; choose one algorithm")
+            if not self.sgd or self.weight_decay != 1:
+                raise InputError("--maml needs --sgd and no --weight-decay: its meta-gradient "
+                                 "differentiates plain inner SGD steps, not inner Adam")
         if self.foml_tail and not self.foml:
             raise InputError("--foml-tail needs --foml")
         if self.combination:
@@ -134,6 +142,8 @@ def make_learner(model, phi, config):
     """A :class:`FewShotLearner` configured by ``config``."""
     if config.combination:
         algorithm = "combination"
+    elif config.maml:
+        algorithm = "maml"
     else:
         algorithm = "foml" if config.foml else "reptile"
     return FewShotLearner(

@@ -211,13 +211,15 @@ def _cli(*args):
     return [sys.executable, "-m", "minireptile", "train", "omniglot", *args]
 
 
-def test_run_killed_mid_way_resumes_bit_identically(tmp_path, synthetic_omniglot):
+@pytest.mark.parametrize("algorithm", [[], ["--sgd", "--learning-rate", "0.05", "--maml"]],
+                         ids=["reptile", "maml"])
+def test_run_killed_mid_way_resumes_bit_identically(tmp_path, synthetic_omniglot, algorithm):
     data = synthetic_omniglot
     common = ["--data", str(data), "--num-train", "8", "--classes", "3", "--shots", "1",
               "--train-shots", "2", "--inner-batch", "4", "--inner-iters", "2",
               "--meta-batch", "1", "--meta-iters", "40", "--eval-interval", "5",
               "--eval-iters", "2", "--eval-samples", "0", "--checkpoint-interval", "1",
-              "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+              "--cache-dir", str(tmp_path / "cache"), "--no-progress", *algorithm]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # Run outside the source tree, so "-m" imports the installed package.
     straight = subprocess.run(_cli(*common, "--checkpoint", str(tmp_path / "straight")),

@@ -20,10 +20,12 @@ def _release_name(text):
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def add_omniglot_arguments(parser, evaluating=False):
+def add_omniglot_arguments(parser, evaluating=False, required=None):
     """``--data`` (repeatable), ``--num-train``, ``--train-alphabet``, ``--cache-dir``,
-    ``--no-cache``. With ``evaluating``, ``--data`` and the split default to the run's."""
-    parser.add_argument("--data", action="append", required=not evaluating, metavar="PATH",
+    ``--no-cache``. With ``evaluating``, ``--data`` and the split default to the run's;
+    ``required`` (default: not ``evaluating``) says whether ``--data`` must be given."""
+    required = not evaluating if required is None else required
+    parser.add_argument("--data", action="append", required=required, metavar="PATH",
                         help="Omniglot zip or folder, e.g. images_background.zip (repeatable; "
                              "sources are merged before splitting, shared characters kept once)"
                              + ("; default: the run's" if evaluating else ""))

@@ -9,6 +9,7 @@ from ..rundata import describe_data
 from ..training import generators
 from .args import add_parallel_arguments, non_negative_int, positive_float, positive_int
 from .data import add_omniglot_arguments, omniglot_from_args, split_options
+from .taylor import register as register_taylor
 
 
 def register(subparsers):
@@ -43,6 +44,7 @@ def register(subparsers):
     g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     add_parallel_arguments(g)
     g.set_defaults(run=run)
+    register_taylor(sub)
 
 
 def run(args):

@@ -151,6 +151,9 @@ def register_train(sub, dataset):
     p.add_argument("--foml", action="store_true", help="first-order MAML instead of Reptile")
     p.add_argument("--foml-tail", type=positive_int, default=None,
                    help="FOMAML: examples per class held out for the final inner step")
+    p.add_argument("--maml", action="store_true",
+                   help="second-order MAML (exact meta-gradient through the inner SGD steps; "
+                        "needs --sgd)")
     p.add_argument("--combination", default="", metavar="NAME",
                    help="meta-gradient from inner gradients, e.g. g1+g2, (g1+g2)/2, g2, "
                         "reptile, last (default: plain Reptile, or FOMAML with --foml)")
@@ -197,7 +200,8 @@ def config_from_args(args):
         meta_batch=args.meta_batch, meta_iters=args.meta_iters, eval_batch=args.eval_batch,
         eval_iters=args.eval_iters, eval_interval=args.eval_interval,
         weight_decay=args.weight_decay, transductive=args.transductive, foml=args.foml,
-        foml_tail=args.foml_tail or 0, sgd=args.sgd, seed=args.seed, outer=args.outer,
+        foml_tail=args.foml_tail or 0, maml=args.maml, sgd=args.sgd, seed=args.seed,
+        outer=args.outer,
         combination=args.combination,
         checkpoint_interval=args.checkpoint_interval,
     )

@@ -41,6 +41,12 @@ def register(subparsers):
                    help="tasks averaged per outer step (default %(default)s)")
     p.add_argument("--outer", choices=sorted(OUTER_OPTIMIZERS), default=defaults.outer,
                    help="outer update: sgd = Φ+ε(W̄−Φ); adam = Adam on Φ−W̄ (default %(default)s)")
+    algorithm = p.add_mutually_exclusive_group()
+    algorithm.add_argument("--foml", action="store_const", dest="algorithm", const="foml",
+                           default="reptile", help="first-order MAML on the same mini-batches")
+    algorithm.add_argument("--maml", action="store_const", dest="algorithm", const="maml",
+                           help="second-order MAML (exact meta-gradient through the inner "
+                                "SGD steps)")
     p.add_argument("--eval-tasks", type=non_negative_int, default=1000,
                    help="held-out tasks evaluated after training (default %(default)s)")
     p.add_argument("--eval-seed", type=non_negative_int, default=1000,
@@ -75,6 +81,7 @@ def _run(args, executor):
         meta_step_final=args.meta_step_final,
         meta_batch=args.meta_batch,
         outer=args.outer,
+        algorithm=args.algorithm,
     ).validate()
     if args.plot:
         from ..plotting import require_matplotlib

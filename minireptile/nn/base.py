@@ -12,7 +12,21 @@ named views, for :class:`Sequential` one bound entry per child. Binding once per
 vector keeps the per-step cost of slicing and reshaping out of the training loop.
 ``backward`` *overwrites* its entries of ``grads``. Layers hold configuration only, never
 state, so one layer object serves any parameter vector.
+
+Hessian-vector products use Pearlmutter's R-operator, ``R{f} = d/dt f(θ + t·v)`` at t = 0, in
+the same two passes::
+
+    y, ry, cache = layer.forward_r(params, vparams, x, rx)
+    dx, rdx = layer.backward_r(params, vparams, cache, dy, rdy, grads, rgrads)
+
+``vparams`` are the direction's bound views, ``rx`` the directional derivative of the input
+(None means zero: the network's input does not depend on θ), ``rdy`` that of ``dy``.
+``backward_r`` overwrites ``grads`` with the gradient (unless ``grads`` is None: a product
+alone skips the parameter gradients' work) and ``rgrads`` with its directional derivative,
+which summed over the network is the Hessian-vector product ``H·v``.
 """
+
+import numpy as np
 
 from ..errors import InputError
 
@@ -43,8 +57,23 @@ class Layer:
         """Write parameter gradients into ``grads`` and return dL/dx (None if not ``need_dx``)."""
         return dy
 
+    def forward_r(self, params, vparams, x, rx):
+        """Return ``(y, ry, cache)``: the output, its directional derivative, and what
+        :meth:`backward_r` needs."""
+        return x, rx, None
+
+    def backward_r(self, params, vparams, cache, dy, rdy, grads, rgrads, need_dx=True):
+        """Write the gradients into ``grads`` and their directional derivatives into ``rgrads``;
+        return ``(dx, rdx)`` (both None if not ``need_dx``)."""
+        return dy, rdy
+
     def __repr__(self):
         return f"{type(self).__name__}()"
+
+
+def zeros_if_none(rx, x):
+    """``rx``, or zeros like ``x`` where the input's derivative is None (identically zero)."""
+    return np.zeros_like(x) if rx is None else rx
 
 
 class Sequential(Layer):
@@ -116,6 +145,23 @@ class Sequential(Layer):
             if dy is None:
                 return None
         return dy
+
+    def forward_r(self, params, vparams, x, rx):
+        caches = []
+        for layer, bound, vbound in zip(self.layers, params, vparams):
+            x, rx, cache = layer.forward_r(bound, vbound, x, rx)
+            caches.append(cache)
+        return x, rx, caches
+
+    def backward_r(self, params, vparams, cache, dy, rdy, grads, rgrads, need_dx=True):
+        for i in range(len(self.layers) - 1, -1, -1):
+            want_dx = need_dx or self._upstream_params[i]
+            dy, rdy = self.layers[i].backward_r(params[i], vparams[i], cache[i], dy, rdy,
+                                                None if grads is None else grads[i], rgrads[i],
+                                                want_dx)
+            if dy is None:
+                return None, None
+        return dy, rdy
 
     def __repr__(self):
         inner = ",\n  ".join(repr(layer) for layer in self.layers)

@@ -1,8 +1,16 @@
 """Batch normalisation over the channel axis in training mode, optionally fused with ReLU."""
 
+import numpy as np
+
 from ..errors import InputError, check_positive_int
-from ..kernels.batchnorm import EPSILON, batchnorm_backward, batchnorm_forward
-from .base import Layer
+from ..kernels.batchnorm import (
+    EPSILON,
+    batchnorm_backward,
+    batchnorm_backward_r,
+    batchnorm_forward,
+    batchnorm_forward_r,
+)
+from .base import Layer, zeros_if_none
 
 
 class BatchNorm2d(Layer):
@@ -60,6 +68,24 @@ class BatchNorm2d(Layer):
             params["gamma"], cache, dy, need_dx, dgamma=grads["gamma"], dbeta=grads["beta"]
         )
         return dx
+
+    # R-operator: formulas and kernels in minireptile.kernels.batchnorm.
+    def forward_r(self, params, vparams, x, rx):
+        y, cache = self.forward(params, x)
+        ry, rcache = batchnorm_forward_r(cache, params["gamma"], vparams["gamma"],
+                                         vparams["beta"], zeros_if_none(rx, x))
+        return y, ry, (cache, rcache)
+
+    def backward_r(self, params, vparams, cache, dy, rdy, grads, rgrads, need_dx=True):
+        cache, rcache = cache
+        if grads is None:  # dγ and dβ cost next to nothing; dx is needed
+            grads = {"gamma": np.empty_like(params["gamma"]),
+                     "beta": np.empty_like(params["beta"])}
+        dx = self.backward(params, cache, dy, grads, need_dx)
+        _, _, rdx = batchnorm_backward_r(params["gamma"], vparams["gamma"], cache, rcache, dy,
+                                         rdy, need_dx, rdgamma=rgrads["gamma"],
+                                         rdbeta=rgrads["beta"])
+        return dx, rdx
 
     def __repr__(self):
         extra = ", relu=True" if self.relu else ""

@@ -1,7 +1,16 @@
 """2-D convolution layer (NHWC, TensorFlow's kernel layout and padding rule)."""
 
+import numpy as np
+
 from ..errors import InputError, check_positive_int
-from ..kernels.conv import PADDINGS, conv2d_backward, conv2d_forward, output_size_and_padding
+from ..kernels.conv import (
+    PADDINGS,
+    conv2d_apply_cached,
+    conv2d_backward,
+    conv2d_forward,
+    conv2d_input_gradient,
+    output_size_and_padding,
+)
 from .base import Layer
 from .init import glorot_uniform
 
@@ -80,6 +89,35 @@ class Conv2d(Layer):
             params["weight"], cache, dy, need_dx, dw=grads["weight"], db=grads["bias"]
         )
         return dx
+
+    # R-operator (the convolution is bilinear in x and W): ry = rx ∗ W + x ∗ V_W + V_b;
+    # backward rdW = cols(rx)ᵀ·dy + cols(x)ᵀ·rdy, rdb = Σ rdy, rdx = convᵀ(rdy, W) + convᵀ(dy, V_W).
+    def forward_r(self, params, vparams, x, rx):
+        w, b = params["weight"], params["bias"]
+        y, cache = conv2d_forward(x, w, b, self.strides, self.padding)
+        ry = conv2d_apply_cached(cache, vparams["weight"], vparams["bias"])
+        rcache = None
+        if rx is not None:
+            ry_in, rcache = conv2d_forward(rx, w, np.zeros_like(b), self.strides, self.padding)
+            ry += ry_in
+        return y, ry, (cache, rcache)
+
+    def backward_r(self, params, vparams, cache, dy, rdy, grads, rgrads, need_dx=True):
+        cache, rcache = cache
+        w = params["weight"]
+        if grads is None:  # the product alone: skip the weight gradient's product
+            dx = conv2d_input_gradient(w, cache, dy) if need_dx else None
+        else:
+            _, _, dx = conv2d_backward(w, cache, dy, need_dx, dw=grads["weight"],
+                                       db=grads["bias"])
+        _, _, rdx = conv2d_backward(w, cache, rdy, need_dx, dw=rgrads["weight"],
+                                    db=rgrads["bias"])
+        if rcache is not None:
+            dy2 = np.ascontiguousarray(dy).reshape(-1, w.shape[3])
+            rgrads["weight"] += np.dot(rcache[0].T, dy2).reshape(w.shape)
+        if need_dx:
+            rdx = rdx + conv2d_input_gradient(vparams["weight"], cache, dy)
+        return dx, rdx
 
     def __repr__(self):
         return (

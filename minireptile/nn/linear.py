@@ -63,5 +63,31 @@ class Linear(Layer):
         )
         return dx
 
+    # R-operator of y = xW + b: ry = rx·W + x·V_W + V_b; backward rdW = rxᵀ·dy + xᵀ·rdy,
+    # rdb = Σ rdy, rdx = rdy·Wᵀ + dy·V_Wᵀ.
+    def forward_r(self, params, vparams, x, rx):
+        y = dense_forward(x, params["weight"], params["bias"])
+        ry = dense_forward(x, vparams["weight"], vparams["bias"])
+        if rx is not None:
+            ry += rx @ params["weight"]
+        return y, ry, (x, rx)
+
+    def backward_r(self, params, vparams, cache, dy, rdy, grads, rgrads, need_dx=True):
+        x, rx = cache
+        if grads is None:
+            dx = dy @ params["weight"].T if need_dx else None
+        else:
+            _, _, dx = dense_backward(
+                x, params["weight"], dy, dw=grads["weight"], db=grads["bias"], need_dx=need_dx
+            )
+        _, _, rdx = dense_backward(
+            x, params["weight"], rdy, dw=rgrads["weight"], db=rgrads["bias"], need_dx=need_dx
+        )
+        if rx is not None:
+            rgrads["weight"] += rx.T @ dy
+        if need_dx:
+            rdx += dy @ vparams["weight"].T
+        return dx, rdx
+
     def __repr__(self):
         return f"Linear({self.in_features}, {self.out_features}, init={self.init!r})"

@@ -36,6 +36,10 @@ class MeanSquaredError:
     def backward(self, diff):
         return diff * (2.0 / diff.size)
 
+    def backward_r(self, diff, rpred):
+        """Directional derivative of ``dL/dpred`` along ``rpred``: ``2·rpred/N``."""
+        return rpred * (2.0 / diff.size)
+
 
 class SoftmaxCrossEntropy:
     """``L = mean_i(−log softmax(logits_i)[label_i])``.
@@ -72,3 +76,8 @@ class SoftmaxCrossEntropy:
         grad[np.arange(len(labels)), labels] -= 1
         grad /= len(labels)
         return grad
+
+    def backward_r(self, cache, rlogits):
+        """Directional derivative of ``dL/dz`` along ``rlogits``: ``p ⊙ (rz − Σ_j p_j·rz_j) / batch``."""
+        probs, labels = cache
+        return probs * (rlogits - (probs * rlogits).sum(axis=1, keepdims=True)) / len(labels)

@@ -1,9 +1,11 @@
 """Max-pooling layer (NHWC, TensorFlow's padding rule)."""
 
+import numpy as np
+
 from ..errors import InputError, check_positive_int
 from ..kernels.conv import PADDINGS, output_size_and_padding
 from ..kernels.pool import maxpool_backward, maxpool_forward
-from .base import Layer
+from .base import Layer, zeros_if_none
 
 
 class MaxPool2d(Layer):
@@ -48,6 +50,21 @@ class MaxPool2d(Layer):
 
     def backward(self, params, cache, dy, grads, need_dx=True):
         return maxpool_backward(cache, dy) if need_dx else None
+
+    # R-operator: the argmax is locally constant, so ry gathers rx at the argmax and rdx
+    # scatters rdy back to it, exactly as backward scatters dy.
+    def forward_r(self, params, vparams, x, rx):
+        y, cache = maxpool_forward(x, self.pool_size, self.strides, self.padding)
+        arg = cache[0]
+        n = len(x)
+        rx = zeros_if_none(rx, x)
+        ry = np.take_along_axis(rx.reshape(n, -1), arg.reshape(n, -1), axis=1).reshape(y.shape)
+        return y, ry, cache
+
+    def backward_r(self, params, vparams, cache, dy, rdy, grads, rgrads, need_dx=True):
+        if not need_dx:
+            return None, None
+        return maxpool_backward(cache, dy), maxpool_backward(cache, rdy)
 
     def __repr__(self):
         return f"MaxPool2d({self.pool_size}, strides={self.strides}, padding={self.padding!r})"

@@ -38,6 +38,13 @@ class Reshape(Layer):
     def backward(self, params, in_shape, dy, grads, need_dx=True):
         return dy.reshape(in_shape) if need_dx else None
 
+    def forward_r(self, params, vparams, x, rx):
+        shape = (len(x),) + self.shape
+        return x.reshape(shape), (None if rx is None else rx.reshape(shape)), x.shape
+
+    def backward_r(self, params, vparams, in_shape, dy, rdy, grads, rgrads, need_dx=True):
+        return (dy.reshape(in_shape), rdy.reshape(in_shape)) if need_dx else (None, None)
+
     def __repr__(self):
         return f"Reshape({self.shape})"
 
@@ -53,3 +60,9 @@ class Flatten(Layer):
 
     def backward(self, params, in_shape, dy, grads, need_dx=True):
         return dy.reshape(in_shape) if need_dx else None
+
+    def forward_r(self, params, vparams, x, rx):
+        return (x.reshape(len(x), -1), None if rx is None else rx.reshape(len(x), -1), x.shape)
+
+    def backward_r(self, params, vparams, in_shape, dy, rdy, grads, rgrads, need_dx=True):
+        return (dy.reshape(in_shape), rdy.reshape(in_shape)) if need_dx else (None, None)
