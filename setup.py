@@ -25,6 +25,7 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80"],
         "plot": ["matplotlib>=3.6"],
+        "cluster": ["dask[distributed]>=2023.1"],
     },
     entry_points={"console_scripts": ["minireptile = minireptile.cli:main"]},
 )

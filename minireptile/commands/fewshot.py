@@ -269,7 +269,7 @@ def _final_evaluation(learner, config, splits, names, num_samples, progress, exe
 def run_train(args):
     from ..executor import make_executor
 
-    with make_executor(args.workers, args.threads) as executor:
+    with make_executor(args.workers, args.threads, args.scheduler) as executor:
         return _run_train(args, executor)
 
 
@@ -366,7 +366,7 @@ def open_for_evaluation(checkpoint, dataset, overrides, classes=None):
 def run_eval(args):
     from ..executor import make_executor
 
-    with make_executor(args.workers, args.threads) as executor:
+    with make_executor(args.workers, args.threads, args.scheduler) as executor:
         return _run_eval(args, executor)
 
 
