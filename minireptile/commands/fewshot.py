@@ -113,6 +113,12 @@ def add_reference_arguments(p, defaults=True):
 def register_train(sub, dataset):
     p = sub.add_parser(dataset.name, help=dataset.train_help,
                        description=dataset.train_description)
+    add_train_arguments(p, dataset)
+    p.set_defaults(run=run_train, few_shot=dataset)
+
+
+def add_train_arguments(p, dataset):
+    """Every flag of ``train DATASET`` (``sweep DATASET`` takes them too)."""
     dataset.add_data_arguments(p)
     add_reference_arguments(p)
     p.add_argument("--checkpoint", default="model_checkpoint", metavar="DIR",
@@ -148,7 +154,6 @@ def register_train(sub, dataset):
                    help="iterations between checkpoints (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_parallel_arguments(p)
-    p.set_defaults(run=run_train, few_shot=dataset)
 
 
 def register_eval(sub, dataset):
