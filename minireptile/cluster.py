@@ -143,7 +143,11 @@ class DaskExecutor:
         futures = [self.client.submit(_run_chunk, work, self.threads, packed, *shared,
                                       items[i:i + size], pure=False)
                    for i in range(0, len(items), size)]
-        return Pending(futures=futures)
+        pending = Pending(futures=futures)
+        # The scattered arguments cannot be recomputed: while this map's results are wanted,
+        # a chunk finished on a worker that then died must be able to run again.
+        pending.inputs = packed
+        return pending
 
     def map(self, work, items, *args):
         """``[work(*args, item) for item in items]``, computed on the workers, in order."""
