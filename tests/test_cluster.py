@@ -6,8 +6,10 @@ module and closed at its end.
 """
 
 import json
+import logging
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -24,8 +26,11 @@ def scheduler():
     """The address of a two-worker local Dask cluster (skips without the cluster extra)."""
     distributed = pytest.importorskip("distributed",
                                       reason='needs the cluster extra: pip install ".[cluster]"')
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None)
+    with warnings.catch_warnings():  # "port 8787 in use": its HTTP server moves elsewhere
+        warnings.simplefilter("ignore", UserWarning)
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           host="127.0.0.1", dashboard_address=None,
+                                           silence_logs=logging.ERROR)
     try:
         yield cluster.scheduler_address
     finally:
@@ -162,3 +167,27 @@ def test_workers_and_scheduler_exclude_each_other(tmp_path, synthetic_omniglot, 
                  str(tmp_path / "run"), "--workers", "2", "--scheduler", "tcp://x:1"])
     err = capsys.readouterr().err
     assert code == 2 and "--workers 2 and --scheduler exclude each other" in err
+
+
+def test_sine_and_experiment_variants_are_identical_on_dask(tmp_path, synthetic_omniglot,
+                                                           scheduler, capsys):
+    from minireptile.experiment import read_curve
+
+    outputs = {}
+    for name, flags in (("here", ["--workers", "1"]), ("dask", ["--scheduler", scheduler])):
+        assert main(["sine", "--iterations", "5", "--eval-tasks", "12", "--no-progress",
+                     *flags]) == 0
+        outputs[name] = [x for x in capsys.readouterr().out.splitlines() if "after" in x]
+        assert main(["experiment", "gradient-combinations", "--data", str(synthetic_omniglot),
+                     "--num-train", "10", "--combinations", "g1,g1+g2", "--meta-iters", "2",
+                     "--out", str(tmp_path / name), "--cache-dir", str(tmp_path / "cache"),
+                     "--no-plot", "--no-progress", *flags]) == 0
+        capsys.readouterr()
+    assert len(outputs["here"]) == 5 and outputs["dask"] == outputs["here"]
+    for variant in ("g1", "g1_g2"):
+        for a, b in zip(read_curve(tmp_path / "here" / variant),
+                        read_curve(tmp_path / "dask" / variant)):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(
+            load_npz(tmp_path / "here" / variant / "checkpoint.npz")[0]["phi"],
+            load_npz(tmp_path / "dask" / variant / "checkpoint.npz")[0]["phi"])
