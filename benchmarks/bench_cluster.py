@@ -92,6 +92,14 @@ def time_meta_iterations(executor, classes, args):
     return statistics.median(seconds[1:]), sgd.phi.copy()
 
 
+def time_overhead(executor, items, args):
+    """Seconds of a map of no-op items that carries the learner: the executor's own cost
+    (scatter of the arguments, chunk scheduling, gathering) without any work."""
+    start = time.perf_counter()
+    executor.map(_noop, range(items), learner(True), (5, 10))
+    return time.perf_counter() - start
+
+
 def time_sweep(flags, data_flags, args):
     from minireptile.cli import main
 
@@ -163,18 +171,28 @@ def main():
         evaluation = {name: [] for name in executors}
         meta = {name: [] for name in executors}
         sweep = {name: [] for name in executors}
+        noop = {(name, items): [] for name in executors for items in (args.tasks,
+                                                                      args.meta_batch)}
         results, phis, tables = {}, {}, {}
+        names = list(executors)
         for round_ in range(args.rounds):
-            for name, executor in executors.items():
+            # A different order each round, so a change of the machine's load does not
+            # always fall on the same executor.
+            for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+                executor = executors[name]
                 seconds, results[name] = time_evaluation(executor, test, args)
                 evaluation[name].append(seconds)
                 seconds, phis[name] = time_meta_iterations(executor, train, args)
                 meta[name].append(seconds)
+                for items in (args.tasks, args.meta_batch):
+                    noop[name, items].append(statistics.median(
+                        time_overhead(executor, items, args) for _ in range(5)))
                 if round_ == 0:
                     with contextlib.redirect_stdout(io.StringIO()):
                         seconds, tables[name] = time_sweep(sweep_flags[name], data_flags, args)
                     sweep[name].append(seconds)
-            print(f"round {round_ + 1} of {args.rounds} done", flush=True)
+            print(f"round {round_ + 1} of {args.rounds} done (load average "
+                  f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", flush=True)
         for name in executors:
             np.testing.assert_array_equal(results[name], results["local, 1 process"])
             np.testing.assert_array_equal(phis[name], phis["local, 1 process"])
@@ -200,38 +218,45 @@ def main():
     print(f"(speedups against '{base}'; medians of {args.rounds} rounds, sweep: 1 round)")
 
     # Transfer and overhead.
+    overhead = {k: statistics.median(v) for k, v in noop.items()}
     sgd = learner(True)
     per_map = len(pickle.dumps(((0,), (sgd, (5, 10))), protocol=pickle.HIGHEST_PROTOCOL))
     data_bytes = len(pickle.dumps(train, protocol=pickle.HIGHEST_PROTOCOL))
     task_cost = median["evaluation"][base] / args.tasks
-    eval_overhead = median["evaluation"]["Dask, 1 worker"] - median["evaluation"][base]
     iteration_cost = median["meta"][base]
-    meta_overhead = median["meta"]["Dask, 1 worker"] - iteration_cost
+    dask2 = "Dask, 2 workers"
     print(f"\ntransfer per meta-iteration: {per_map / 1e6:.2f} MB scattered once to each "
           f"worker (Φ, optimiser state, model), {2 * per_map / 1e6:.2f} MB on 2 workers; "
           f"results back: {args.meta_batch} updates of {sgd.phi.nbytes / 1e6:.2f} MB; "
           f"data set once per worker per command: {data_bytes / 1e6:.1f} MB")
-    print(f"per-task cost here: {1000 * task_cost:.1f} ms (evaluation), "
-          f"{1000 * iteration_cost / args.meta_batch:.1f} ms (meta-batch task); Dask overhead "
-          f"on 1 worker: {eval_overhead:+.2f} s per {args.tasks}-task map, "
-          f"{1000 * meta_overhead:+.1f} ms per meta-iteration")
+    print(f"cost of the work, in one local process: {1000 * task_cost:.1f} ms per evaluation "
+          f"task, {1000 * iteration_cost / args.meta_batch:.1f} ms per meta-batch task")
+    print("cost of the executor alone (a map of no-op items carrying the learner):")
+    for name in executors:
+        print(f"  {name:<22} {1000 * overhead[name, args.tasks]:8.1f} ms per {args.tasks} "
+              f"items, {1000 * overhead[name, args.meta_batch]:6.1f} ms per "
+              f"{args.meta_batch} items")
 
-    print(f"\nestimated speedup over one local process (bandwidth "
-          f"{args.bandwidth / 1e6:.0f} MB/s from the client):")
+    print(f"\nestimated speedup over one local process: the work divided among N workers, "
+          f"plus the overhead measured on 2 Dask workers, plus the scatter to the N − 2 "
+          f"others at {args.bandwidth / 1e6:.0f} MB/s from the client:")
     for workers in (2, 8, 64):
-        send = workers * per_map / args.bandwidth
-        evaluation_time = (args.tasks * task_cost / workers + max(eval_overhead, 0) + send
-                           + workers * data_bytes / args.bandwidth)
-        meta_time = (math.ceil(args.meta_batch / workers) * iteration_cost / args.meta_batch
-                     + max(meta_overhead, 0) + send
-                     + args.meta_batch * sgd.phi.nbytes / args.bandwidth)
-        sweep_points = 4
-        print(f"  {workers:>2} workers: evaluation of {args.tasks} tasks "
-              f"{args.tasks * task_cost / evaluation_time:5.1f}x, of 10,000 tasks "
-              f"{10000 * task_cost / (evaluation_time + 9000 * task_cost / workers):5.1f}x; "
-              f"meta-iteration (batch {args.meta_batch}) "
-              f"{iteration_cost / meta_time:4.1f}x; a {sweep_points}-point sweep "
-              f"{min(workers, sweep_points):.0f}x at most")
+        more = max(workers - 2, 0) * per_map / args.bandwidth
+        for tasks in (args.tasks, 10000):
+            work = tasks * task_cost
+            estimate = work / workers + overhead[dask2, args.tasks] + more \
+                + max(workers - 2, 0) * data_bytes / args.bandwidth
+            print(f"  {workers:>2} workers: evaluation of {tasks:>5} tasks "
+                  f"{work / estimate:5.1f}x")
+        estimate = (math.ceil(args.meta_batch / workers) * iteration_cost / args.meta_batch
+                    + overhead[dask2, args.meta_batch] + more)
+        print(f"  {workers:>2} workers: meta-iteration of {args.meta_batch} tasks "
+              f"{iteration_cost / estimate:5.1f}x (at most {args.meta_batch}x: one task per "
+              f"worker); a 4-point sweep {min(workers, 4)}x at most (one point per worker)")
+
+
+def _noop(learner, settings, item):
+    return item
 
 
 def _warm(test, train, item):
