@@ -8,8 +8,9 @@ A sweep lives in one folder::
                               accuracies with their 95% intervals
     <out>/results.png         those accuracies, one bar per run
 
-Every point of the grid is independent, so the points are mapped onto an executor's workers
-(local processes or a Dask cluster). A worker loads the point's data set itself, from the
+Every point of the grid is independent, so ``minireptile sweep`` maps the points onto an
+executor's workers (local processes or a Dask cluster); this module holds the grid, the files
+and the figure. A worker loads the point's data set itself, from the
 data path (which must be readable where the worker runs), once per process and data
 configuration. A point whose ``result.json`` exists is skipped; one with a checkpoint resumes
 from it, so a stopped sweep started again finishes only the missing work, with the numbers an
@@ -20,19 +21,13 @@ import csv
 import itertools
 import json
 import os
-import time
-from argparse import ArgumentTypeError, Namespace
+from argparse import ArgumentTypeError
 
 from .errors import InputError
 
 RESULT_FILE = "result.json"
 TABLE_FILE = "results.csv"
 PLOT_FILE = "results.png"
-# Settings of the data set a worker loads for a point (with the seed: it splits Omniglot).
-DATA_SETTINGS = ("data", "num_train", "train_alphabet", "cache_dir", "no_cache", "seed")
-# Loaded data sets of this process, newest last: (key, splits).
-_loaded = []
-_KEEP_LOADED = 2
 
 
 def parse_grid(specs, actions):
@@ -102,7 +97,7 @@ def read_result(directory):
         return json.load(f)
 
 
-def _write_json_atomic(path, value):
+def write_json_atomic(path, value):
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(value, f, indent=1)
@@ -122,72 +117,8 @@ def check_readable(paths):
                              f"worker needs the data at that path (e.g. a shared file system)")
 
 
-def _load_splits(dataset, args):
-    """The point's splits, loaded once per process and data configuration."""
-    key = json.dumps([dataset.name] + [getattr(args, k, None) for k in DATA_SETTINGS])
-    for known, splits in _loaded:
-        if known == key:
-            return splits
-    sources = args.data if isinstance(args.data, list) else [args.data]
-    check_readable(sources)
-    splits = dataset.load(args, args.seed, False)
-    _loaded.append((key, splits))
-    del _loaded[:-_KEEP_LOADED]
-    return splits
-
-
-def run_point(dataset_name, base, point):
-    """Worker side: train (or finish) one point of the grid and evaluate it.
-
-    Parameters
-    ----------
-    dataset_name : str
-        ``omniglot`` or ``miniimagenet``.
-    base : dict
-        The sweep's ``train`` flags (absolute paths), by argparse destination.
-    point : (str, dict)
-        The run folder and the flags this point sets.
-
-    Returns the dict written to the run's ``result.json``.
-    """
-    from .commands.fewshot import DATASETS, _data_description, config_from_args
-    from .fewshot import evaluate_accuracy
-    from .training import Run, generators, train
-
-    directory, values = point
-    done = read_result(directory)
-    if done is not None:
-        return done
-    args = Namespace(**dict(base, **values))
-    dataset = {d.name: d for d in DATASETS}[dataset_name]
-    config = config_from_args(args).validate()
-    splits = _load_splits(dataset, args)
-    model = dataset.model(config.classes)
-    run = Run(directory)
-    resumed_at = 0
-    if run.exists():
-        resumed_at = run.load(model)[3]
-    start = time.perf_counter()
-    learner = train(model, splits["train"], splits["test"], config, directory,
-                    resume=run.exists(), progress=False, log=lambda *_: None,
-                    data=_data_description(args))
-    # The final evaluation of ``minireptile train``: the same generator, the same splits.
-    _, eval_rng, _ = generators(config.seed + 1)
-    accuracies = {}
-    for split in dataset.final if args.eval_samples else ():
-        mean, half, _ = evaluate_accuracy(
-            learner, splits[split], config.classes, config.shots, config.eval_batch,
-            config.eval_iters, args.eval_samples, eval_rng, config.transductive)
-        accuracies[split] = {"accuracy": mean, "interval": None if half != half else half}
-    result = {"run": os.path.basename(directory), "grid": {k: _plain(v) for k, v in values.items()},
-              "config": config.to_dict(), "data": _data_description(args),
-              "eval_samples": args.eval_samples, "accuracies": accuracies,
-              "resumed_at": resumed_at, "seconds": round(time.perf_counter() - start, 3)}
-    _write_json_atomic(os.path.join(directory, RESULT_FILE), result)
-    return result
-
-
-def _plain(value):
+def plain(value):
+    """A NumPy scalar as the Python number JSON can write."""
     return value.item() if hasattr(value, "item") else value
 
 

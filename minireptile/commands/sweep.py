@@ -1,12 +1,14 @@
 """``minireptile sweep DATASET``: train a grid of configurations and tabulate their results."""
 
+import json
+import math
 import os
 import time
 from argparse import Namespace
 
 from ..errors import InputError
 from ..training import TrainConfig
-from .fewshot import DATASETS, add_train_arguments, config_from_args
+from .fewshot import DATASETS, _data_description, add_train_arguments, config_from_args
 
 # Flags a grid may vary: the training configuration, the data split, the final evaluation.
 GRIDABLE = {f for f in TrainConfig.__dataclass_fields__} | {"eval_samples", "num_train"}
@@ -14,6 +16,11 @@ GRIDABLE = {f for f in TrainConfig.__dataclass_fields__} | {"eval_samples", "num
 NOT_SENT = ("run", "few_shot", "grid", "grid_actions", "out", "no_plot", "workers", "threads",
             "scheduler", "checkpoint", "resume", "pretrained", "no_progress", "command",
             "dataset")
+# Settings of the data set a worker loads for a point (with the seed: it splits Omniglot).
+DATA_SETTINGS = ("data", "num_train", "train_alphabet", "cache_dir", "no_cache", "seed")
+# Loaded data sets of this process, newest last: (key, splits).
+_loaded = []
+_KEEP_LOADED = 2
 
 
 def register(subparsers):
@@ -86,8 +93,7 @@ def _plan(args):
 
 def _run(args, executor, points, base, out):
     from ..stats import format_interval
-    from ..sweep import PLOT_FILE, TABLE_FILE, plot_results, read_result, run_point, \
-        write_table
+    from ..sweep import PLOT_FILE, TABLE_FILE, plot_results, read_result, write_table
     from ..training import Run
 
     os.makedirs(out, exist_ok=True)
@@ -123,3 +129,71 @@ def _run(args, executor, points, base, out):
 
 def _half(value):
     return float("nan") if value is None else value
+
+
+def _load_splits(dataset, args):
+    """The point's splits, loaded once per process and data configuration."""
+    from ..sweep import check_readable
+
+    key = json.dumps([dataset.name] + [getattr(args, k, None) for k in DATA_SETTINGS])
+    for known, splits in _loaded:
+        if known == key:
+            return splits
+    sources = args.data if isinstance(args.data, list) else [args.data]
+    check_readable(sources)
+    splits = dataset.load(args, args.seed, False)
+    _loaded.append((key, splits))
+    del _loaded[:-_KEEP_LOADED]
+    return splits
+
+
+def run_point(dataset_name, base, point):
+    """Worker side: train (or finish) one point of the grid and evaluate it.
+
+    Parameters
+    ----------
+    dataset_name : str
+        ``omniglot`` or ``miniimagenet``.
+    base : dict
+        The sweep's ``train`` flags (absolute paths), by argparse destination.
+    point : (str, dict)
+        The run folder and the flags this point sets.
+
+    Returns the dict written to the run's ``result.json``.
+    """
+    from ..fewshot import evaluate_accuracy
+    from ..sweep import RESULT_FILE, plain, read_result, write_json_atomic
+    from ..training import Run, generators, train
+
+    directory, values = point
+    done = read_result(directory)
+    if done is not None:
+        return done
+    args = Namespace(**dict(base, **values))
+    dataset = {d.name: d for d in DATASETS}[dataset_name]
+    config = config_from_args(args).validate()
+    splits = _load_splits(dataset, args)
+    model = dataset.model(config.classes)
+    run = Run(directory)
+    resumed_at = 0
+    if run.exists():
+        resumed_at = run.load(model)[3]
+    start = time.perf_counter()
+    learner = train(model, splits["train"], splits["test"], config, directory,
+                    resume=run.exists(), progress=False, log=lambda *_: None,
+                    data=_data_description(args))
+    # The final evaluation of ``minireptile train``: the same generator, the same splits.
+    _, eval_rng, _ = generators(config.seed + 1)
+    accuracies = {}
+    for split in dataset.final if args.eval_samples else ():
+        mean, half, _ = evaluate_accuracy(
+            learner, splits[split], config.classes, config.shots, config.eval_batch,
+            config.eval_iters, args.eval_samples, eval_rng, config.transductive)
+        accuracies[split] = {"accuracy": mean, "interval": None if math.isnan(half) else half}
+    result = {"run": os.path.basename(directory),
+              "grid": {k: plain(v) for k, v in values.items()},
+              "config": config.to_dict(), "data": _data_description(args),
+              "eval_samples": args.eval_samples, "accuracies": accuracies,
+              "resumed_at": resumed_at, "seconds": round(time.perf_counter() - start, 3)}
+    write_json_atomic(os.path.join(directory, RESULT_FILE), result)
+    return result
