@@ -21,7 +21,7 @@ import math
 import os
 
 from .errors import InputError
-from .executor import CHUNKS_PER_WORKER, Pending, Shared
+from .executor import CHUNKS_PER_WORKER, Shared
 from .threads import current_threads, set_threads
 
 # How long to wait for the scheduler to answer, and then for a first worker to join it.
@@ -66,6 +66,37 @@ def _run_chunk(work, threads, packed, *shared_and_items):
     shared = iter(shared)
     args = tuple(next(shared) if slot == "shared" else values[slot] for slot in layout)
     return [work(*args, item) for item in items]
+
+
+class DaskPending:
+    """Results of a map submitted to Dask: :meth:`result` waits for all of them,
+    :meth:`__iter__` yields them as they arrive, always in the order of the items.
+
+    It holds the map's scattered arguments: they cannot be recomputed, and while the results
+    are wanted a chunk that finished on a worker that then died must be able to run again.
+    """
+
+    def __init__(self, futures=(), inputs=None, results=None):
+        self.futures = list(futures)
+        self._inputs = inputs
+        self._results = results
+
+    def __iter__(self):
+        if self._results is not None:
+            yield from self._results
+            return
+        done = []
+        for future in self.futures:
+            chunk = future.result()
+            done.extend(chunk)
+            yield from chunk
+        self._results, self.futures, self._inputs = done, [], None
+
+    def result(self):
+        if self._results is None:
+            for _ in self:
+                pass
+        return self._results
 
 
 class DaskExecutor:
@@ -121,14 +152,15 @@ class DaskExecutor:
         return Shared(future)
 
     def submit(self, work, items, *args):
-        """Start ``[work(*args, item) for item in items]`` on the workers; a :class:`Pending`.
+        """Start ``[work(*args, item) for item in items]`` on the workers; a
+        :class:`DaskPending`.
 
         The arguments other than shared handles are serialised now (a later in-place change
         of Φ does not reach work already submitted) and sent once to every worker.
         """
         items = list(items)
         if not items:
-            return Pending(results=[])
+            return DaskPending(results=[])
         layout, values, shared = [], [], []
         for arg in args:
             if isinstance(arg, Shared):
@@ -143,11 +175,7 @@ class DaskExecutor:
         futures = [self.client.submit(_run_chunk, work, self.threads, packed, *shared,
                                       items[i:i + size], pure=False)
                    for i in range(0, len(items), size)]
-        pending = Pending(futures=futures)
-        # The scattered arguments cannot be recomputed: while this map's results are wanted,
-        # a chunk finished on a worker that then died must be able to run again.
-        pending.inputs = packed
-        return pending
+        return DaskPending(futures, inputs=packed)
 
     def map(self, work, items, *args):
         """``[work(*args, item) for item in items]``, computed on the workers, in order."""
@@ -156,11 +184,10 @@ class DaskExecutor:
     def imap(self, work, items, *args):
         """:meth:`map` as an iterator, each result as soon as it and those before it are done."""
         pending = self.submit(work, items, *args)
-        futures = pending._futures or []
         try:
             yield from pending
         except BaseException:  # an interrupt or a worker's error: the rest is not wanted
-            self.client.cancel(futures)
+            self.client.cancel(pending.futures)
             raise
 
     def close(self):
