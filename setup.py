@@ -21,6 +21,7 @@ setup(
         "scipy>=1.10",
         "pillow>=9.0",
         "tqdm>=4.60",
+        "threadpoolctl>=3.1",
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80"],

@@ -24,6 +24,9 @@ from .errors import InputError
 from .executor import CHUNKS_PER_WORKER, Shared
 from .threads import current_threads, set_threads
 
+# Items per chunk at most: results (and the progress an evaluation records) arrive steadily,
+# and a lost worker takes little finished work with it.
+MAX_CHUNK = 16
 # How long to wait for the scheduler to answer, and then for a first worker to join it.
 CONNECT_TIMEOUT = 10
 INSTALL_HINT = 'pip install "minireptile[cluster]"'
@@ -171,7 +174,7 @@ class DaskExecutor:
                 values.append(arg)
         [packed] = self.client.scatter([(tuple(layout), tuple(values))], broadcast=True,
                                        hash=False)
-        size = max(1, math.ceil(len(items) / (self.workers * CHUNKS_PER_WORKER)))
+        size = min(MAX_CHUNK, max(1, math.ceil(len(items) / (self.workers * CHUNKS_PER_WORKER))))
         futures = [self.client.submit(_run_chunk, work, self.threads, packed, *shared,
                                       items[i:i + size], pure=False)
                    for i in range(0, len(items), size)]

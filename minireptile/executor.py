@@ -42,9 +42,13 @@ from .threads import available_cores, current_threads, set_threads
 _REGISTRY = {}
 _REGISTRY_VERSION = itertools.count(1)
 _registry_version = 0
-# How many chunks per worker a map is cut into: enough to balance tasks of uneven cost, few
-# enough that each chunk amortises its arguments' transfer.
+# A map is cut into chunks of items: about CHUNKS_PER_WORKER per worker, to balance tasks of
+# uneven cost, but at most MAX_CHUNK items, so that results (and the progress they report)
+# arrive steadily and an interrupted map loses little. At most IN_FLIGHT_PER_WORKER chunks
+# per worker are submitted at a time, which bounds the memory their pickled arguments take.
 CHUNKS_PER_WORKER = 4
+MAX_CHUNK = 8
+IN_FLIGHT_PER_WORKER = 2
 
 
 class Shared:
@@ -77,9 +81,9 @@ def _resolve(args):
     return tuple(_REGISTRY[a.key] if isinstance(a, Shared) else a for a in args)
 
 
-def _run_chunk(payload):
-    """Worker side: unpickle ``(work, args, items)`` and map ``work`` over the items."""
-    work, args, items = pickle.loads(payload)
+def _run_chunk(head, items):
+    """Worker side: unpickle ``(work, args)`` and map ``work`` over the items."""
+    work, args = pickle.loads(head)
     args = _resolve(args)
     return [work(*args, item) for item in items]
 
@@ -93,22 +97,37 @@ def _start_worker(threads):
 
 class Pending:
     """Results of a submitted map: :meth:`result` waits for all of them, :meth:`__iter__`
-    yields them one by one as they arrive, always in the order of the items."""
+    yields them one by one as they arrive, always in the order of the items.
 
-    def __init__(self, futures=None, results=None):
-        self._futures = futures
+    ``chunks`` are the payloads still to run and ``start`` submits one, returning its
+    future; up to ``in_flight`` of them run at a time.
+    """
+
+    def __init__(self, chunks=None, start=None, in_flight=1, results=None):
         self._results = results
+        if results is None:
+            self._chunks = iter(chunks)
+            self._start = start
+            self._running = []
+            for _ in range(in_flight):
+                self._submit_next()
+
+    def _submit_next(self):
+        payload = next(self._chunks, None)
+        if payload is not None:
+            self._running.append(self._start(payload))
 
     def __iter__(self):
         if self._results is not None:
             yield from self._results
             return
         done = []
-        for future in self._futures:
-            chunk = future.result()
+        while self._running:
+            chunk = self._running.pop(0).result()
+            self._submit_next()
             done.extend(chunk)
             yield from chunk
-        self._results, self._futures = done, None
+        self._results = done
 
     def result(self):
         if self._results is None:
@@ -195,11 +214,13 @@ class ProcessExecutor(SerialExecutor):
         if not items:
             return Pending(results=[])
         pool = self._ensure_pool()
-        size = max(1, math.ceil(len(items) / (self.workers * CHUNKS_PER_WORKER)))
-        futures = [pool.submit(_run_chunk, pickle.dumps((work, args, items[i:i + size]),
-                                                        protocol=pickle.HIGHEST_PROTOCOL))
-                   for i in range(0, len(items), size)]
-        return Pending(futures=futures)
+        size = min(MAX_CHUNK, max(1, math.ceil(len(items) / (self.workers * CHUNKS_PER_WORKER))))
+        # Pickled now, so that changing an argument in place later (Φ, as training goes on)
+        # cannot reach work already submitted.
+        head = pickle.dumps((work, args), protocol=pickle.HIGHEST_PROTOCOL)
+        chunks = ((head, items[i:i + size]) for i in range(0, len(items), size))
+        return Pending(chunks, lambda chunk: pool.submit(_run_chunk, *chunk),
+                       in_flight=self.workers * IN_FLIGHT_PER_WORKER)
 
     def map(self, work, items, *args):
         return list(self.imap(work, items, *args))

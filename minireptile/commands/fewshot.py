@@ -255,18 +255,19 @@ DATASETS = (OMNIGLOT, MINIIMAGENET)
 
 
 def _final_evaluation(learner, config, splits, names, num_samples, progress, executor,
-                      eval_seed=None):
+                      record_dir, eval_seed=None):
     """Print ``<Split> accuracy: mean ± half-width`` for each split in ``names``, in order,
     all drawing from one evaluation generator (seeded ``eval_seed``, by default the run's
-    seed + 1)."""
-    from ..fewshot import evaluate_accuracy
+    seed + 1). Progress is recorded in ``record_dir``, so an interrupted evaluation resumes."""
+    from ..evaluation import evaluate_splits
 
     _, eval_rng, _ = generators(config.seed + 1 if eval_seed is None else eval_seed)
+    settings = (config.classes, config.shots, config.eval_batch, config.eval_iters,
+                config.transductive)
+    results = evaluate_splits(learner, splits, names, settings, num_samples, eval_rng,
+                              executor=executor, record_dir=record_dir, progress=progress)
     for name in names:
-        mean, half, _ = evaluate_accuracy(
-            learner, splits[name], config.classes, config.shots, config.eval_batch,
-            config.eval_iters, num_samples, eval_rng, config.transductive, progress,
-            executor=executor)
+        mean, half, _ = results[name]
         print(f"{SPLIT_LABELS[name]} accuracy: {format_interval(mean, half)} (95% interval, "
               f"{num_samples} tasks)")
 
@@ -306,7 +307,7 @@ def _run_train(args, executor):
               f"{os.path.join(args.checkpoint, CHECKPOINT_FILE)}")
     if args.eval_samples:
         _final_evaluation(learner, config, splits, dataset.final, args.eval_samples, progress,
-                          executor)
+                          executor, args.checkpoint)
     return 0
 
 
@@ -387,5 +388,5 @@ def _run_eval(args, executor):
           f"{'transductive' if config.transductive else 'non-transductive'}")
     chosen = dataset.final if args.split == dataset.everything else (args.split,)
     _final_evaluation(learner, config, splits, chosen, args.eval_samples, progress, executor,
-                      eval_seed=args.seed)
+                      os.path.dirname(_checkpoint_file(args.checkpoint)), eval_seed=args.seed)
     return 0

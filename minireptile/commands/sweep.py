@@ -161,7 +161,7 @@ def run_point(dataset_name, base, point):
 
     Returns the dict written to the run's ``result.json``.
     """
-    from ..fewshot import evaluate_accuracy
+    from ..evaluation import evaluate_splits
     from ..sweep import RESULT_FILE, plain, read_result, write_json_atomic
     from ..training import Run, generators, train
 
@@ -182,14 +182,20 @@ def run_point(dataset_name, base, point):
     learner = train(model, splits["train"], splits["test"], config, directory,
                     resume=run.exists(), progress=False, log=lambda *_: None,
                     data=_data_description(args))
-    # The final evaluation of ``minireptile train``: the same generator, the same splits.
+    # The final evaluation of ``minireptile train``: the same generator, the same splits,
+    # recorded in the run folder as it goes, so a point stopped here resumes here.
     _, eval_rng, _ = generators(config.seed + 1)
     accuracies = {}
-    for split in dataset.final if args.eval_samples else ():
-        mean, half, _ = evaluate_accuracy(
-            learner, splits[split], config.classes, config.shots, config.eval_batch,
-            config.eval_iters, args.eval_samples, eval_rng, config.transductive)
-        accuracies[split] = {"accuracy": mean, "interval": None if math.isnan(half) else half}
+    if args.eval_samples:
+        settings = (config.classes, config.shots, config.eval_batch, config.eval_iters,
+                    config.transductive)
+        evaluated = evaluate_splits(learner, splits, dataset.final, settings,
+                                    args.eval_samples, eval_rng, record_dir=directory,
+                                    log=lambda *_: None)
+        for split in dataset.final:
+            mean, half, _ = evaluated[split]
+            accuracies[split] = {"accuracy": mean,
+                                 "interval": None if math.isnan(half) else half}
     result = {"run": os.path.basename(directory),
               "grid": {k: plain(v) for k, v in values.items()},
               "config": config.to_dict(), "data": _data_description(args),
