@@ -7,6 +7,7 @@ module and closed at its end.
 
 import json
 import logging
+import shutil
 import sys
 import time
 import warnings
@@ -73,13 +74,17 @@ def test_training_and_evaluation_are_identical_here_on_two_processes_and_on_dask
         for key in a:
             np.testing.assert_array_equal(a[key], b[key], err_msg=f"{name}: {key}")
 
-    # A separate evaluation of the run: the same per-split results wherever it runs.
+    # A separate evaluation of the run: the same per-split results wherever it runs. Each
+    # evaluates its own copy, as an evaluation records its results in the run's folder.
     evaluated = {}
     for name, flags in where.items():
+        copy = tmp_path / f"eval-{name}"
+        copy.mkdir()
+        shutil.copy(tmp_path / "here" / "checkpoint.npz", copy)
         assert main(["eval", "omniglot", "--data", str(synthetic_omniglot), "--cache-dir",
-                     str(tmp_path / "cache"), "--num-train", "8", "--checkpoint",
-                     str(tmp_path / "here"), "--eval-samples", "12", "--no-progress",
-                     *flags]) == 0
+                     str(tmp_path / "cache"), "--num-train", "8", "--checkpoint", str(copy),
+                     "--eval-samples", "12", "--no-progress", *flags]) == 0
+        assert (copy / "evaluation.npz").exists()
         evaluated[name] = [line for line in capsys.readouterr().out.splitlines()
                            if "accuracy" in line]
     assert evaluated["pool"] == evaluated["here"] == evaluated["dask"]

@@ -120,14 +120,21 @@ def test_evaluation_survives_a_killed_worker(tmp_path, synthetic_omniglot, dask_
     run = tmp_path / "run"
     assert main(["train", "omniglot", *data, *SMALL, "--meta-iters", "2", "--eval-samples", "0",
                  "--eval-iters", "2", "--checkpoint", str(run), "--workers", "1"]) == 0
-    evaluation = ["eval", "omniglot", *data, "--num-train", "8", "--checkpoint", str(run),
-                  "--eval-iters", "20", "--eval-samples", "120", "--split", "test",
-                  "--no-progress"]
+    # Each evaluation gets its own copy of the run: an evaluation records its results there.
+    copies = {}
+    for name in ("undisturbed", "disturbed"):
+        copies[name] = tmp_path / name
+        copies[name].mkdir()
+        shutil.copy(run / "checkpoint.npz", copies[name])
+    evaluation = ["eval", "omniglot", *data, "--num-train", "8", "--eval-iters", "20",
+                  "--eval-samples", "120", "--split", "test", "--no-progress"]
     capsys.readouterr()
-    assert main(evaluation + ["--workers", "1"]) == 0
+    assert main(evaluation + ["--checkpoint", str(copies["undisturbed"]),
+                              "--workers", "1"]) == 0
     undisturbed = [x for x in capsys.readouterr().out.splitlines() if "accuracy" in x]
 
-    command = _command(*evaluation, "--scheduler", dask_processes.scheduler_file)
+    command = _command(*evaluation, "--checkpoint", str(copies["disturbed"]),
+                       "--scheduler", dask_processes.scheduler_file)
     dask_processes.kill_a_worker_while_both_work(command)
     disturbed = [x for x in _finish(command).splitlines() if "accuracy" in x]
     assert len(undisturbed) == 1 and disturbed == undisturbed
