@@ -15,6 +15,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["minireptile", "minireptile.*"]) + ["minireptile.kernels"],
     package_dir={"minireptile.kernels": "kernels"},
+    package_data={"minireptile.demo": ["omniglot_5way.npz", "static/*"]},
     install_requires=[
         "numpy>=1.24",
         "numba>=0.58",
@@ -26,6 +27,7 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80"],
         "plot": ["matplotlib>=3.6"],
+        "browser": ["selenium>=4.10"],
         "cluster": ["dask[distributed]>=2023.1"],
     },
     entry_points={"console_scripts": ["minireptile = minireptile.cli:main"]},

@@ -4,7 +4,7 @@ The reference evaluates 10,000 tasks per split, which takes hours on a CPU. The 
 kept in the run folder, in ``evaluation.npz``: the number of correct queries of every task
 done so far, with a description of what they were computed from (a hash of the learner's
 parameters and optimiser state, the evaluation settings, the seed). It is rewritten atomically
-every few seconds, so an evaluation interrupted at any point continues where it stopped, and
+every few seconds (or tasks), so an evaluation interrupted at any point continues where it stopped, and
 ends with exactly the numbers of an uninterrupted one: task ``i`` of a split always draws from
 the same stream (:func:`~minireptile.executor.task_seeds`), wherever and whenever it runs. A
 finished record answers the same evaluation again at once.
@@ -25,7 +25,9 @@ from .fewshot import evaluate_task
 from .stats import mean_and_interval
 
 RECORD_FILE = "evaluation.npz"
+# The record is rewritten after this many seconds or tasks, whichever comes first.
 SAVE_EVERY_SECONDS = 5.0
+SAVE_EVERY_TASKS = 64
 # An estimate of the time left is printed once this many tasks are done, for evaluations of
 # at least ESTIMATE_MIN_TASKS tasks in all.
 ESTIMATE_AFTER_TASKS = 20
@@ -76,7 +78,7 @@ def evaluate_splits(learner, splits, names, settings, num_samples, rng, executor
         log(f"resuming the evaluation recorded in {path}: {done_before} of "
             f"{num_samples * len(names)} tasks done")
     total_todo = num_samples * len(names) - done_before
-    started, saved, finished_now = time.perf_counter(), time.perf_counter(), 0
+    started, saved, finished_now, unsaved = time.perf_counter(), time.perf_counter(), 0, 0
     results = {}
     for name in names:
         seeds = task_seeds(rng, num_samples)
@@ -94,6 +96,7 @@ def evaluate_splits(learner, splits, names, settings, num_samples, rng, executor
             for index, outcome in zip(todo, outcomes):
                 correct[index] = outcome
                 finished_now += 1
+                unsaved += 1
                 if bar is not None:
                     bar.update(1)
                 if finished_now == ESTIMATE_AFTER_TASKS and total_todo >= ESTIMATE_MIN_TASKS:
@@ -101,9 +104,10 @@ def evaluate_splits(learner, splits, names, settings, num_samples, rng, executor
                     log(f"evaluating {total_todo} tasks: about "
                         f"{_duration(per_task * (total_todo - finished_now))} left "
                         f"({per_task:.2f} s per task, {executor.workers} worker(s))")
-                if path is not None and time.perf_counter() - saved > SAVE_EVERY_SECONDS:
+                if path is not None and (unsaved >= SAVE_EVERY_TASKS
+                                         or time.perf_counter() - saved > SAVE_EVERY_SECONDS):
                     _write_record(path, key, record)
-                    saved = time.perf_counter()
+                    saved, unsaved = time.perf_counter(), 0
         finally:
             if bar is not None:
                 bar.close()

@@ -32,6 +32,8 @@ import math
 import os
 import pickle
 import signal
+import threading
+import time
 
 import numpy as np
 
@@ -93,6 +95,15 @@ def _start_worker(threads):
     # pool down itself, so a worker must not die half-way through a chunk on its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     set_threads(threads)
+    # A parent killed outright (SIGKILL) cannot shut its pool down, and a forked worker holds
+    # its own copy of the task pipe, so it would wait for work forever: leave with the parent.
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent, poll_seconds=1.0):
+    while os.getppid() == parent:
+        time.sleep(poll_seconds)
+    os._exit(1)
 
 
 class Pending:

@@ -1,6 +1,6 @@
 """Sub-commands of the command line; each module exposes ``register(subparsers)``."""
 
-from . import data, experiment, fewshot, lake, sine, sweep
+from . import data, demo, experiment, fewshot, lake, sine, sweep
 
 
 def register_train(subparsers):
@@ -22,4 +22,4 @@ def register_eval(subparsers):
 
 
 COMMANDS = [sine.register, register_train, register_eval, experiment.register, sweep.register,
-            data.register]
+            data.register, demo.register]
