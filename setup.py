@@ -28,6 +28,7 @@ setup(
         "test": ["pytest>=7", "hypothesis>=6.80"],
         "plot": ["matplotlib>=3.6"],
         "browser": ["selenium>=4.10"],
+        "cluster": ["dask[distributed]>=2023.1"],
     },
     entry_points={"console_scripts": ["minireptile = minireptile.cli:main"]},
 )

@@ -271,8 +271,9 @@ def default_workers():
     return available_cores()
 
 
-def make_executor(workers=None, threads=None):
-    """A :class:`SerialExecutor` for one worker, else a :class:`ProcessExecutor`.
+def make_executor(workers=None, threads=None, scheduler=None):
+    """A :class:`SerialExecutor` for one worker, else a :class:`ProcessExecutor`; with a
+    ``scheduler``, a :class:`minireptile.cluster.DaskExecutor` on its workers.
 
     Parameters
     ----------
@@ -280,6 +281,9 @@ def make_executor(workers=None, threads=None):
         Worker processes; default :func:`default_workers`.
     threads : int, optional
         Threads per BLAS pool in each worker (default: :func:`minireptile.threads.current_threads`).
+    scheduler : str, optional
+        Address or scheduler file of a Dask scheduler (needs the ``cluster`` extra); its
+        workers replace local ones, so ``workers`` must then be None.
 
     Examples
     --------
@@ -287,6 +291,13 @@ def make_executor(workers=None, threads=None):
     ...     executor.map(pow, [1, 2, 3], 2)
     [2, 4, 8]
     """
+    if scheduler is not None:
+        if workers is not None:
+            raise InputError(f"--workers {workers} and --scheduler exclude each other: the "
+                             f"cluster's workers do the work; drop --workers")
+        from .cluster import DaskExecutor
+
+        return DaskExecutor(scheduler, threads)
     workers = default_workers() if workers is None else workers
     check_workers(workers)
     if threads is not None:

@@ -1,6 +1,6 @@
 """Sub-commands of the command line; each module exposes ``register(subparsers)``."""
 
-from . import data, demo, experiment, fewshot, lake, sine
+from . import data, demo, experiment, fewshot, lake, sine, sweep
 
 
 def register_train(subparsers):
@@ -21,5 +21,5 @@ def register_eval(subparsers):
     lake.register_eval(sub)
 
 
-COMMANDS = [sine.register, register_train, register_eval, experiment.register, data.register,
-            demo.register]
+COMMANDS = [sine.register, register_train, register_eval, experiment.register, sweep.register,
+            data.register, demo.register]

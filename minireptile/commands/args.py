@@ -60,6 +60,11 @@ def add_parallel_arguments(parser, workers=True):
                             help="processes for independent work: evaluation tasks, "
                                  "variants, independent meta-batch tasks (default: the "
                                  "cores this process may use); results do not depend on it")
+        parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                            help="run that work on a Dask cluster instead: the scheduler's "
+                                 "tcp://host:port or its scheduler file (needs "
+                                 "pip install \"minireptile[cluster]\"; fails after 10 s "
+                                 "without an answer or a worker)")
 
 
 def output_path(text):

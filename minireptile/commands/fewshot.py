@@ -126,6 +126,12 @@ def add_reference_arguments(p, defaults=True):
 def register_train(sub, dataset):
     p = sub.add_parser(dataset.name, help=dataset.train_help,
                        description=dataset.train_description)
+    add_train_arguments(p, dataset)
+    p.set_defaults(run=run_train, few_shot=dataset)
+
+
+def add_train_arguments(p, dataset):
+    """Every flag of ``train DATASET`` (``sweep DATASET`` takes them too)."""
     dataset.add_data_arguments(p)
     add_reference_arguments(p)
     p.add_argument("--checkpoint", default="model_checkpoint", metavar="DIR",
@@ -164,7 +170,6 @@ def register_train(sub, dataset):
                    help="iterations between checkpoints (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_parallel_arguments(p)
-    p.set_defaults(run=run_train, few_shot=dataset)
 
 
 def register_eval(sub, dataset):
@@ -296,7 +301,7 @@ def _final_evaluation(learner, config, splits, names, num_samples, progress, exe
 def run_train(args):
     from ..executor import make_executor
 
-    with make_executor(args.workers, args.threads) as executor:
+    with make_executor(args.workers, args.threads, args.scheduler) as executor:
         return _run_train(args, executor)
 
 
@@ -447,7 +452,7 @@ def open_for_evaluation(checkpoint, dataset, overrides, classes=None):
 def run_eval(args):
     from ..executor import make_executor
 
-    with make_executor(args.workers, args.threads) as executor:
+    with make_executor(args.workers, args.threads, args.scheduler) as executor:
         return _run_eval(args, executor)
 
 

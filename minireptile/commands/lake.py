@@ -83,7 +83,7 @@ def select_runs(runs, subset, where):
 def run(args):
     from ..executor import make_executor
 
-    with make_executor(args.workers, args.threads) as executor:
+    with make_executor(args.workers, args.threads, args.scheduler) as executor:
         return _run(args, executor)
 
 

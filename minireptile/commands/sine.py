@@ -63,7 +63,7 @@ def register(subparsers):
 def run(args):
     from ..executor import make_executor
 
-    with make_executor(args.workers, args.threads) as executor:
+    with make_executor(args.workers, args.threads, args.scheduler) as executor:
         return _run(args, executor)
 
 
