@@ -8,7 +8,7 @@ from argparse import Namespace
 
 from ..errors import InputError
 from ..training import TrainConfig
-from .fewshot import DATASETS, _data_description, add_train_arguments, config_from_args
+from .fewshot import DATASETS, _data_record, add_train_arguments, config_from_args
 
 # Flags a grid may vary: the training configuration, the data split, the final evaluation.
 GRIDABLE = {f for f in TrainConfig.__dataclass_fields__} | {"eval_samples", "num_train"}
@@ -181,7 +181,7 @@ def run_point(dataset_name, base, point):
     start = time.perf_counter()
     learner = train(model, splits["train"], splits["test"], config, directory,
                     resume=run.exists(), progress=False, log=lambda *_: None,
-                    data=_data_description(args))
+                    data=_data_record(args, splits))
     # The final evaluation of ``minireptile train``: the same generator, the same splits,
     # recorded in the run folder as it goes, so a point stopped here resumes here.
     _, eval_rng, _ = generators(config.seed + 1)
@@ -198,7 +198,7 @@ def run_point(dataset_name, base, point):
                                  "interval": None if math.isnan(half) else half}
     result = {"run": os.path.basename(directory),
               "grid": {k: plain(v) for k, v in values.items()},
-              "config": config.to_dict(), "data": _data_description(args),
+              "config": config.to_dict(), "data": _data_record(args, splits),
               "eval_samples": args.eval_samples, "accuracies": accuracies,
               "resumed_at": resumed_at, "seconds": round(time.perf_counter() - start, 3)}
     write_json_atomic(os.path.join(directory, RESULT_FILE), result)
