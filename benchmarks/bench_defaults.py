@@ -364,7 +364,7 @@ def main():
             compare("omniglot", configuration, ("meta", "omniglot"), 5 if args.quick else 15)
         if "miniimagenet" in args.only:
             compare("miniimagenet", configuration, ("meta", "miniimagenet"),
-                    2 if args.quick else 3)
+                    2)
 
     with tempfile.TemporaryDirectory() as tmp:
         data = omniglot_sources()
