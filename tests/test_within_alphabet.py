@@ -164,7 +164,7 @@ def test_run_stores_the_setting_and_evaluation_reuses_it(three_alphabets, tmp_pa
 def test_eval_within_alphabet_on_a_run_trained_on_random_tasks(three_alphabets, tmp_path,
                                                                capsys):
     run = tmp_path / "run"
-    assert main(_train_args(three_alphabets, run, "--classes", "4")) == 0
+    assert main(_train_args(three_alphabets, run, "--classes", "4", "--transductive")) == 0
     eval_args = ["eval", "omniglot", "--data", str(three_alphabets), "--train-alphabet",
                  "Alphabet0", "--checkpoint", str(run),
                  "--eval-samples", "5", "--split", "test", "--no-progress", "--workers", "1",
@@ -176,6 +176,10 @@ def test_eval_within_alphabet_on_a_run_trained_on_random_tasks(three_alphabets, 
     assert main(eval_args + ["--within-alphabet"]) == 0
     within = capsys.readouterr().out
     assert "within one alphabet" in within and "resuming the evaluation" not in within
+    assert ", transductive" in within
+    # Transduction is the run's setting unless turned off.
+    assert main(eval_args + ["--within-alphabet", "--no-transductive"]) == 0
+    assert "non-transductive" in capsys.readouterr().out
 
 
 def test_workers_do_not_change_a_within_alphabet_augmented_run(three_alphabets, tmp_path):

@@ -189,6 +189,9 @@ def register_eval(sub, dataset):
                    help="a run folder or its checkpoint.npz")
     p.add_argument("--eval-samples", type=positive_int, default=10000,
                    help="tasks evaluated per split (default %(default)s)")
+    p.add_argument("--no-transductive", dest="transductive", action="store_false",
+                   help="classify each query on its own, also for a run trained with "
+                        "--transductive")
     p.add_argument("--split", choices=dataset.final + (dataset.everything,),
                    default=dataset.everything,
                    help=dataset.split_help + " (default %(default)s)")
