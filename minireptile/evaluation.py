@@ -83,6 +83,10 @@ def evaluate_splits(learner, splits, names, settings, num_samples, rng, executor
            "num_samples": int(num_samples), "names": list(names),
            "classes": [classes_fingerprint(splits[name]) for name in names],
            "seeds": [int(s) for s in task_seeds(_copy(rng), 4)]}
+    # How tasks are drawn, when not from all classes (e.g. within one alphabet).
+    kinds = [getattr(splits[name], "task_kind", None) for name in names]
+    if any(kinds):
+        key["task_kinds"] = kinds
     path = os.path.join(record_dir, RECORD_FILE) if record_dir is not None else None
     record = _read_record(path, key)
     done_before = sum(int(np.sum(c >= 0)) for c in record.values())

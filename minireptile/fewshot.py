@@ -81,10 +81,12 @@ class FewShotLearner:
         First-order MAML only: examples per class held out for the final inner step.
     combination : Combination, optional
         For ``algorithm="combination"``: which inner gradients make the meta-gradient.
+    augmentation : AffineAugmentation, optional
+        Distorts the images of every training task (never those of evaluation tasks).
     """
 
     def __init__(self, model, phi, inner, outer=None, algorithm="reptile", tail_shots=None,
-                 combination=None):
+                 combination=None, augmentation=None):
         if algorithm not in ("reptile", "foml", "maml", "combination"):
             raise InputError(f"algorithm must be 'reptile', 'foml', 'maml' or 'combination', "
                              f"got {algorithm!r}")
@@ -105,6 +107,7 @@ class FewShotLearner:
         self.algorithm = algorithm
         self.tail_shots = tail_shots
         self.combination = combination
+        self.augmentation = augmentation
         self.optimizer = make_inner_optimizer(inner)
         self._grad = np.empty_like(phi)
         self._record = None  # list collecting each step's gradient while a combination adapts
@@ -288,6 +291,9 @@ def _adapt_task(learner, classes, settings, seed):
     num_classes, num_shots = settings
     rng = np.random.default_rng(seed)
     task = sample_task(classes, num_classes, num_shots, rng)
+    if learner.augmentation is not None:
+        # From the task's own stream, so the distortions do not depend on where it runs.
+        task = learner.augmentation.augment_task(task, rng)
     return learner.adapt(learner.phi.copy(), task, rng)
 
 

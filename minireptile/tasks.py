@@ -90,7 +90,7 @@ def sample_task(classes, num_classes, num_shots, rng):
         raise InputError(f"cannot draw {num_classes} classes from a split of {len(classes)}; "
                          f"use at most {len(classes)} classes or a larger split")
     _check_shots(classes, num_shots, f"{num_shots} shots")
-    rows = rng.permutation(len(classes))[:num_classes]
+    rows = classes.sample_rows(num_classes, rng)
     images = [classes.images(r, rng.choice(classes.class_size(r), num_shots, replace=False))
               for r in rows]
     labels = np.repeat(np.arange(num_classes, dtype=np.int64), num_shots)

@@ -20,6 +20,13 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from .augment import (
+    DEFAULT_ROTATION,
+    DEFAULT_SCALE,
+    DEFAULT_SHEAR,
+    DEFAULT_TRANSLATE,
+    AffineAugmentation,
+)
 from .checkpoint import load_npz, save_npz_atomic
 from .combinations import parse_combination
 from .errors import InputError
@@ -63,6 +70,14 @@ class TrainConfig:
     outer: str = "sgd"
     combination: str = ""
     checkpoint_interval: int = 100
+    # Beyond the reference: Lake's within-alphabet tasks and Koch et al.'s affine distortions
+    # (see minireptile.data.alphabets and minireptile.augment).
+    within_alphabet: bool = False
+    augment: bool = False
+    augment_rotation: float = DEFAULT_ROTATION
+    augment_shear: float = DEFAULT_SHEAR
+    augment_scale: float = DEFAULT_SCALE
+    augment_translate: float = DEFAULT_TRANSLATE
 
     def validate(self, train_classes=None, test_classes=None):
         """Raise :class:`InputError` for the first impossible setting."""
@@ -109,6 +124,7 @@ class TrainConfig:
                                  "do the inner gradients add up to W − Φ")
             parse_combination(self.combination).coefficients(self.inner_iters)
         make_outer(self.outer)
+        self.augmentation(check=True)
         for split, classes in (("training", train_classes), ("test", test_classes)):
             if classes is not None and self.classes > len(classes):
                 raise InputError(f"--classes {self.classes} is more than the {len(classes)} "
@@ -119,6 +135,15 @@ class TrainConfig:
     def effective_train_shots(self):
         """``--train-shots`` when given (non-zero), else ``--shots``, as the reference."""
         return self.train_shots or self.shots
+
+    def augmentation(self, check=False):
+        """The :class:`AffineAugmentation` of training tasks, or None without ``augment``
+        (the ranges are checked either way when ``check``)."""
+        if not (self.augment or check):
+            return None
+        ranges = AffineAugmentation(self.augment_rotation, self.augment_shear,
+                                    self.augment_scale, self.augment_translate)
+        return ranges if self.augment else None
 
     def inner(self):
         return InnerConfig(learning_rate=self.learning_rate, sgd=self.sgd, batch=self.inner_batch,
@@ -150,6 +175,7 @@ def make_learner(model, phi, config):
         model, phi, config.inner(), outer=make_outer(config.outer), algorithm=algorithm,
         tail_shots=config.foml_tail or None,
         combination=parse_combination(config.combination) if config.combination else None,
+        augmentation=config.augmentation(),
     )
 
 
@@ -308,6 +334,9 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
 
     Parameters
     ----------
+    train_classes, test_classes : ClassSet
+        With ``config.within_alphabet`` every task draws its classes from one alphabet (see
+        :mod:`minireptile.data.alphabets`).
     data : dict, optional
         JSON-able description of the data (content hash, split options, sources), stored in
         the checkpoint; on ``resume`` everything but the paths must be the same.
@@ -333,6 +362,11 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
     Returns the :class:`FewShotLearner` (its ``phi`` holds the trained parameters).
     """
     config.validate(train_classes, test_classes)
+    if config.within_alphabet:
+        from .data.alphabets import as_within_alphabet
+
+        train_classes = as_within_alphabet(train_classes, config.classes, "training", log)
+        test_classes = as_within_alphabet(test_classes, config.classes, "test", log)
     run = Run(directory)
     if os.path.exists(run.directory) and not os.path.isdir(run.directory):
         raise InputError(f"--checkpoint {run.directory!r} is a file; give a folder for the "

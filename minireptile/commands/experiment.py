@@ -35,6 +35,9 @@ def register(subparsers):
                         "first gave 0.003, later 0.0003)")
     g.add_argument("--meta-step", type=positive_float, default=0.25,
                    help="outer step size at the start (default %(default)s)")
+    g.add_argument("--within-alphabet", action="store_true",
+                   help="draw the classes of every task from one alphabet, chosen uniformly "
+                        "among those with enough classes")
     g.add_argument("--smooth", type=positive_int, default=50,
                    help="trailing-mean window of the curves, in iterations (default 50)")
     g.add_argument("--out", default="gradient_combinations", metavar="DIR",
@@ -66,12 +69,19 @@ def _run(args, executor):
         require_matplotlib()
     *_, split_rng = generators(args.seed)
     train_classes, test_classes = omniglot_from_args(args, split_rng, progress=not args.no_progress)
+    if args.within_alphabet:
+        from ..data.alphabets import as_within_alphabet
+        from ..experiment import SHARED
+
+        train_classes = as_within_alphabet(train_classes, SHARED["classes"], "training", print)
+        test_classes = as_within_alphabet(test_classes, SHARED["classes"], "test", print)
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
     results = run_experiment(
         omniglot_cnn, train_classes, test_classes, [c.name for c in combinations],
         args.meta_iters, args.out, seed=args.seed,
-        overrides=dict(learning_rate=args.learning_rate, meta_step=args.meta_step),
+        overrides=dict(learning_rate=args.learning_rate, meta_step=args.meta_step,
+                       within_alphabet=args.within_alphabet),
         progress=not args.no_progress, executor=executor,
         data=describe_data({"train": train_classes, "test": test_classes}, args.data,
                            split_options(args)))

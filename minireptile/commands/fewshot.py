@@ -81,6 +81,7 @@ class FewShotDataset:
     train_description: str
     eval_help: str
     split_help: str
+    alphabets: bool = False  # classes carry an alphabet: --within-alphabet and --augment
 
 
 def add_reference_arguments(p, defaults=True):
@@ -169,7 +170,33 @@ def add_train_arguments(p, dataset):
                    default=DEFAULTS.checkpoint_interval,
                    help="iterations between checkpoints (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    if dataset.alphabets:
+        add_oneshot_arguments(p)
     add_parallel_arguments(p)
+
+
+def add_oneshot_arguments(p, training=True):
+    """``--within-alphabet`` and, for training, ``--augment`` with its ranges."""
+    p.add_argument("--within-alphabet", action="store_true",
+                   default=DEFAULTS.within_alphabet if training else None,
+                   help="draw the N classes of every task from one alphabet, chosen uniformly "
+                        "among those with at least N classes (Lake's one-shot runs)"
+                        + ("" if training else " (default: as the run was trained)"))
+    if not training:
+        return
+    p.add_argument("--augment", action="store_true",
+                   help="distort every training image with a random affine map (Koch et al. "
+                        "2015); evaluation images are never distorted")
+    p.add_argument("--augment-rotation", type=float, default=DEFAULTS.augment_rotation,
+                   metavar="DEG", help="largest rotation in degrees, 0 to <180 "
+                                       "(default %(default)s)")
+    p.add_argument("--augment-shear", type=float, default=DEFAULTS.augment_shear,
+                   help="largest shear factor, 0 to <1 (default %(default)s)")
+    p.add_argument("--augment-scale", type=float, default=DEFAULTS.augment_scale,
+                   help="largest relative change of scale, 0 to <1 (default %(default)s: "
+                        "scales 0.8 to 1.2)")
+    p.add_argument("--augment-translate", type=float, default=DEFAULTS.augment_translate,
+                   metavar="PIXELS", help="largest shift in pixels (default %(default)s)")
 
 
 def register_eval(sub, dataset):
@@ -185,6 +212,9 @@ def register_eval(sub, dataset):
                    help="a run folder or its checkpoint.npz")
     p.add_argument("--eval-samples", type=positive_int, default=10000,
                    help="tasks evaluated per split (default %(default)s)")
+    p.add_argument("--no-transductive", dest="transductive", action="store_false",
+                   help="classify each query on its own, also for a run trained with "
+                        "--transductive")
     p.add_argument("--split", choices=dataset.final + (dataset.everything,),
                    default=dataset.everything,
                    help=dataset.split_help + " (default %(default)s)")
@@ -192,6 +222,8 @@ def register_eval(sub, dataset):
                    help="evaluate even if the evaluated classes include some the run trained "
                         "on (the output then says the accuracy is not a held-out one)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    if dataset.alphabets:
+        add_oneshot_arguments(p, training=False)
     add_parallel_arguments(p)
     p.set_defaults(run=run_eval, few_shot=dataset)
 
@@ -209,7 +241,23 @@ def config_from_args(args):
         outer=args.outer,
         combination=args.combination,
         checkpoint_interval=args.checkpoint_interval,
+        **{name: getattr(args, name) for name in ONESHOT_SETTINGS if hasattr(args, name)},
     )
+
+
+ONESHOT_SETTINGS = ("within_alphabet", "augment", "augment_rotation", "augment_shear",
+                    "augment_scale", "augment_translate")
+
+
+def _task_splits(splits, config):
+    """The splits as within-alphabet class sets when the run asks for it (printing which
+    alphabets are skipped)."""
+    if not config.within_alphabet:
+        return splits
+    from ..data.alphabets import as_within_alphabet
+
+    return {name: as_within_alphabet(classes, config.classes, name, print)
+            for name, classes in splits.items()}
 
 
 def _omniglot_splits(args, seed, progress):
@@ -259,7 +307,7 @@ OMNIGLOT = FewShotDataset(
     "iterations, checkpointing into --checkpoint and finally evaluating on --eval-samples "
     "tasks.",
     eval_help="evaluate a trained Omniglot run",
-    split_help="which characters to evaluate on")
+    split_help="which characters to evaluate on", alphabets=True)
 
 MINIIMAGENET = FewShotDataset(
     name="miniimagenet", model=miniimagenet_cnn,
@@ -333,6 +381,7 @@ def _run_train(args, executor):
     print(dataset.describe(splits))
     model = dataset.model(config.classes)
     print(model.describe())
+    splits = _task_splits(splits, config)
     if args.pretrained:
         if record is not None and record.get("content") != data["content"]:
             raise InputError(f"--data holds other images than the run in "
@@ -432,7 +481,8 @@ def restore_learner(model, arrays, meta, config):
 
 
 EVAL_OVERRIDES = ("shots", "inner_batch", "inner_iters", "replacement", "learning_rate",
-                  "eval_batch", "eval_iters", "weight_decay", "transductive", "sgd")
+                  "eval_batch", "eval_iters", "weight_decay", "transductive", "sgd",
+                  "within_alphabet")
 
 
 def open_for_evaluation(checkpoint, dataset, overrides, classes=None):
@@ -459,7 +509,7 @@ def run_eval(args):
 def _run_eval(args, executor):
     dataset = args.few_shot
     model, config, learner, meta = open_for_evaluation(
-        args.checkpoint, dataset, {name: getattr(args, name) for name in EVAL_OVERRIDES},
+        args.checkpoint, dataset, {name: getattr(args, name, None) for name in EVAL_OVERRIDES},
         classes=args.classes)
     record = meta["extra"].get("data")
     changed = _reuse_split(args, record)
@@ -473,7 +523,9 @@ def _run_eval(args, executor):
     for line in check_no_overlap(record, splits, chosen, args.allow_train_overlap,
                                  SPLIT_LABELS):
         print(line)
-    print(f"evaluating {model.name}: {config.classes}-way {config.shots}-shot, "
+    splits = _task_splits(splits, config)
+    print(f"evaluating {model.name}: {config.classes}-way {config.shots}-shot"
+          f"{' within one alphabet' if config.within_alphabet else ''}, "
           f"{config.eval_iters} fine-tuning steps of {config.eval_batch}, "
           f"{'transductive' if config.transductive else 'non-transductive'}")
     _final_evaluation(learner, config, splits, chosen, args.eval_samples, progress, executor,

@@ -223,6 +223,11 @@ class ClassSet:
             return raw.astype(np.float32) / np.float32(divisor)
         return raw.astype(np.float32) * np.float32(self.pool.scale)
 
+    def sample_rows(self, num_classes, rng):
+        """The task classes of one task: ``num_classes`` distinct rows in random order
+        (the reference's shuffle of all classes, keeping the first N)."""
+        return rng.permutation(len(self))[:num_classes]
+
     def subset(self, rows):
         """The task classes ``rows`` (an index array), in that order."""
         rows = np.asarray(rows, dtype=np.int64)
