@@ -134,7 +134,10 @@ def test_cli_too_many_classes_exits_2_naming_the_largest_alphabet(three_alphabet
                                          ("--augment-rotation", "180"),
                                          ("--augment-rotation", "200")])
 def test_cli_bad_augmentation_ranges_exit_2(flag, value, three_alphabets, tmp_path, capsys):
-    code = main(_train_args(three_alphabets, tmp_path / "run", "--augment", flag, value))
+    try:  # refused when parsing (a negative range) or when the run is configured
+        code = main(_train_args(three_alphabets, tmp_path / "run", "--augment", flag, value))
+    except SystemExit as exit_:
+        code = exit_.code
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and flag in err and value in err
 

@@ -187,15 +187,19 @@ def add_oneshot_arguments(p, training=True):
     p.add_argument("--augment", action="store_true",
                    help="distort every training image with a random affine map (Koch et al. "
                         "2015); evaluation images are never distorted")
-    p.add_argument("--augment-rotation", type=float, default=DEFAULTS.augment_rotation,
+    p.add_argument("--augment-rotation", type=non_negative_float,
+                   default=DEFAULTS.augment_rotation,
                    metavar="DEG", help="largest rotation in degrees, 0 to <180 "
                                        "(default %(default)s)")
-    p.add_argument("--augment-shear", type=float, default=DEFAULTS.augment_shear,
+    p.add_argument("--augment-shear", type=non_negative_float,
+                   default=DEFAULTS.augment_shear,
                    help="largest shear factor, 0 to <1 (default %(default)s)")
-    p.add_argument("--augment-scale", type=float, default=DEFAULTS.augment_scale,
+    p.add_argument("--augment-scale", type=non_negative_float,
+                   default=DEFAULTS.augment_scale,
                    help="largest relative change of scale, 0 to <1 (default %(default)s: "
                         "scales 0.8 to 1.2)")
-    p.add_argument("--augment-translate", type=float, default=DEFAULTS.augment_translate,
+    p.add_argument("--augment-translate", type=non_negative_float,
+                   default=DEFAULTS.augment_translate,
                    metavar="PIXELS", help="largest shift in pixels (default %(default)s)")
 
 
