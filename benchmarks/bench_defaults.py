@@ -173,35 +173,20 @@ def worker_meta(side, dataset, repeats):
                                  1.0)
     else:
         import torch
-        import torch.nn.functional as F
 
         if dataset == "omniglot":
             from _torch_omniglot import OmniglotNet as Net
         else:
             from _torch_miniimagenet import MiniImageNetNet as Net
+        from _torch_reptile import reptile_meta_iteration
+
         torch.manual_seed(0)
         net = Net()
         params = list(net.parameters())
         opt = torch.optim.Adam(params, lr=0.001, betas=(0.0, 0.999), eps=1e-8)
 
         def meta_iteration(tasks):
-            old = [p.detach().clone() for p in params]
-            total = [torch.zeros_like(p) for p in params]
-            for batches in tasks:
-                with torch.no_grad():
-                    for p, o in zip(params, old):
-                        p.copy_(o)
-                for images, labels in batches:
-                    opt.zero_grad(set_to_none=True)
-                    F.cross_entropy(net(torch.from_numpy(images)), torch.from_numpy(labels),
-                                    reduction="sum").backward()
-                    opt.step()
-                with torch.no_grad():
-                    for t, p in zip(total, params):
-                        t += p
-            with torch.no_grad():
-                for p, o, t in zip(params, old, total):
-                    p.copy_(o + (t / len(tasks) - o))
+            reptile_meta_iteration(net, opt, tasks, 1.0)
 
     meta_iteration(stream[0])
     times = []

@@ -90,12 +90,12 @@ def worker_minireptile(iterations, rounds):
 
 def worker_torch(iterations, rounds, threads):
     import torch
-    import torch.nn.functional as F
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
 
     from _torch_omniglot import OmniglotNet
+    from _torch_reptile import reptile_meta_iteration
 
     net = OmniglotNet()
     params = list(net.parameters())
@@ -103,25 +103,7 @@ def worker_torch(iterations, rounds, threads):
     stream = task_stream(iterations * rounds + 1)
 
     def meta_iteration(tasks):
-        old = [p.detach().clone() for p in params]
-        total = [torch.zeros_like(p) for p in params]
-        for batches in tasks:
-            with torch.no_grad():
-                for p, o in zip(params, old):
-                    p.copy_(o)
-            for images, labels in batches:
-                opt.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(net(torch.from_numpy(images)),
-                                       torch.from_numpy(labels), reduction="sum")
-                loss.backward()
-                opt.step()
-            with torch.no_grad():
-                for t, p in zip(total, params):
-                    t += p
-        with torch.no_grad():
-            eps = SETTING["meta_step"]
-            for p, o, t in zip(params, old, total):
-                p.copy_(o + eps * (t / len(tasks) - o))
+        reptile_meta_iteration(net, opt, tasks, SETTING["meta_step"])
 
     meta_iteration(stream[0])
     times = []

@@ -17,11 +17,10 @@ others (up to ``distributed.scheduler.allowed-failures`` times per chunk). Nothi
 retries.
 """
 
-import math
 import os
 
 from .errors import InputError
-from .executor import CHUNKS_PER_WORKER, Shared
+from .executor import Shared, chunk_size
 from .threads import current_threads, set_threads
 
 # Items per chunk at most: results (and the progress an evaluation records) arrive steadily,
@@ -174,7 +173,7 @@ class DaskExecutor:
                 values.append(arg)
         [packed] = self.client.scatter([(tuple(layout), tuple(values))], broadcast=True,
                                        hash=False)
-        size = min(MAX_CHUNK, max(1, math.ceil(len(items) / (self.workers * CHUNKS_PER_WORKER))))
+        size = chunk_size(len(items), self.workers, MAX_CHUNK)
         futures = [self.client.submit(_run_chunk, work, self.threads, packed, *shared,
                                       items[i:i + size], pure=False)
                    for i in range(0, len(items), size)]

@@ -53,6 +53,11 @@ MAX_CHUNK = 8
 IN_FLIGHT_PER_WORKER = 2
 
 
+def chunk_size(count, workers, largest=MAX_CHUNK):
+    """Items per chunk for a map of ``count`` items on ``workers`` workers (see above)."""
+    return min(largest, max(1, math.ceil(count / (workers * CHUNKS_PER_WORKER))))
+
+
 class Shared:
     """A handle to an object shared with every worker (see :meth:`Executor.share`)."""
 
@@ -225,7 +230,7 @@ class ProcessExecutor(SerialExecutor):
         if not items:
             return Pending(results=[])
         pool = self._ensure_pool()
-        size = min(MAX_CHUNK, max(1, math.ceil(len(items) / (self.workers * CHUNKS_PER_WORKER))))
+        size = chunk_size(len(items), self.workers)
         # Pickled now, so that changing an argument in place later (Φ, as training goes on)
         # cannot reach work already submitted.
         head = pickle.dumps((work, args), protocol=pickle.HIGHEST_PROTOCOL)
