@@ -7,7 +7,7 @@ default ``nn.Linear`` init, which minireptile's ``init="torch"`` reproduces in d
 
 import numpy as np
 
-from minireptile import sine
+from minireptile.problems import sine
 from minireptile.stats import mean_and_interval
 
 

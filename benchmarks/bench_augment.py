@@ -49,7 +49,7 @@ def scipy_warp(images, inverse, shift, fill):
 
 
 def bench_warps(repeats):
-    from minireptile.augment import AffineAugmentation
+    from minireptile.data.augment import AffineAugmentation
     from minireptile.kernels.affine import affine_nearest, affine_nearest_reference
 
     print("(a) distorting one training task's images (28x28), median of "
@@ -76,10 +76,10 @@ def bench_warps(repeats):
 
 
 def bench_meta_iteration(rounds, iterations):
-    from minireptile.cnn import omniglot_cnn
+    from minireptile.models.cnn import omniglot_cnn
     from minireptile.data.alphabets import AlphabetClassSet
     from minireptile.data.omniglot import omniglot_splits
-    from minireptile.training import TrainConfig, make_learner
+    from minireptile.runs.training import TrainConfig, make_learner
 
     sources = [DATA / "images_background_small1.zip"]
     if not sources[0].is_file():
@@ -120,7 +120,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=5)
     args = parser.parse_args()
-    from minireptile.threads import set_threads
+    from minireptile.parallel.threads import set_threads
 
     set_threads(1)
     bench_warps(args.repeats)

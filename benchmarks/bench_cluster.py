@@ -60,8 +60,8 @@ def load_classes():
 
 
 def learner(sgd):
-    from minireptile.cnn import omniglot_cnn
-    from minireptile.fewshot import FewShotLearner, InnerConfig
+    from minireptile.models.cnn import omniglot_cnn
+    from minireptile.problems.fewshot import FewShotLearner, InnerConfig
 
     model = omniglot_cnn(5)
     inner = InnerConfig(learning_rate=0.001, sgd=sgd, batch=10, iters=5)
@@ -69,7 +69,7 @@ def learner(sgd):
 
 
 def time_evaluation(executor, classes, args):
-    from minireptile.fewshot import evaluate_accuracy
+    from minireptile.problems.fewshot import evaluate_accuracy
 
     start = time.perf_counter()
     _, _, per_task = evaluate_accuracy(learner(False), classes, 5, 1, 5, args.eval_iters,
@@ -79,7 +79,7 @@ def time_evaluation(executor, classes, args):
 
 def time_meta_iterations(executor, classes, args):
     """Seconds per meta-iteration (median over ``--iterations``) and the final Φ."""
-    from minireptile.executor import SerialExecutor
+    from minireptile.parallel.executor import SerialExecutor
 
     sgd = learner(True)
     rng = np.random.default_rng(2)
@@ -136,9 +136,9 @@ def main():
 
     from distributed import LocalCluster
 
-    from minireptile.cluster import DaskExecutor
-    from minireptile.executor import ProcessExecutor, SerialExecutor
-    from minireptile.threads import set_threads
+    from minireptile.parallel.dask_cluster import DaskExecutor
+    from minireptile.parallel.executor import ProcessExecutor, SerialExecutor
+    from minireptile.parallel.threads import set_threads
 
     set_threads(1)
     logging.getLogger("distributed").setLevel(logging.ERROR)
@@ -260,7 +260,7 @@ def _noop(learner, settings, item):
 
 
 def _warm(test, train, item):
-    from minireptile.fewshot import evaluate_task
+    from minireptile.problems.fewshot import evaluate_task
 
     return evaluate_task(learner(True), test, (5, 1, 5, 2, False), item)
 

@@ -134,7 +134,7 @@ def step_data(batch):
 def initial_params():
     import numpy as np
 
-    from minireptile.cnn import omniglot_cnn
+    from minireptile.models.cnn import omniglot_cnn
 
     model = omniglot_cnn(5)
     return model, model.init_params(np.random.default_rng(0))
@@ -143,7 +143,7 @@ def initial_params():
 def worker_minireptile_step(args):
     import numpy as np
 
-    from minireptile.optim import Adam
+    from minireptile.algorithms.optim import Adam
 
     model, phi = initial_params()
     result = {}

@@ -108,8 +108,8 @@ def worker_step(side, batch, repeats):
     x = (rng.random((batch, 28, 28)) < 0.2).astype(np.float32)
     y = np.arange(batch) % 5
     if side == "minireptile":
-        from minireptile.cnn import omniglot_cnn
-        from minireptile.optim import Adam
+        from minireptile.models.cnn import omniglot_cnn
+        from minireptile.algorithms.optim import Adam
 
         model = omniglot_cnn(5)
         phi = model.init_params(rng)
@@ -139,7 +139,7 @@ def worker_meta(side, dataset, repeats):
     """Seconds per meta-iteration on the same task stream on both sides."""
     import numpy as np
 
-    from minireptile.tasks import mini_batches, sample_task
+    from minireptile.problems.tasks import mini_batches, sample_task
 
     if dataset == "omniglot":
         classes, shots, batch, iters = omniglot_classes(), 10, 10, 5
@@ -152,9 +152,9 @@ def worker_meta(side, dataset, repeats):
             sample_task(classes, 5, shots, rng), batch, iters, False, rng)] for _ in range(5)]
         stream.append(tasks)
     if side == "minireptile":
-        from minireptile.cnn import miniimagenet_cnn, omniglot_cnn
-        from minireptile.fewshot import FewShotLearner, InnerConfig
-        from minireptile.tasks import Task
+        from minireptile.models.cnn import miniimagenet_cnn, omniglot_cnn
+        from minireptile.problems.fewshot import FewShotLearner, InnerConfig
+        from minireptile.problems.tasks import Task
 
         model = omniglot_cnn(5) if dataset == "omniglot" else miniimagenet_cnn(5)
         learner = FewShotLearner(model, model.init_params(rng),

@@ -51,7 +51,7 @@ def task_stream(count, seed=0):
     """The inner mini-batches of ``count`` meta-iterations, as (images, labels) lists."""
     import numpy as np
 
-    from minireptile.tasks import mini_batches, sample_task
+    from minireptile.problems.tasks import mini_batches, sample_task
 
     train, _ = classes()
     rng = np.random.default_rng(seed)
@@ -69,8 +69,8 @@ def task_stream(count, seed=0):
 def worker_minireptile(iterations, rounds):
     import numpy as np
 
-    from minireptile.cnn import omniglot_cnn
-    from minireptile.training import TrainConfig, make_learner
+    from minireptile.models.cnn import omniglot_cnn
+    from minireptile.runs.training import TrainConfig, make_learner
 
     train, _ = classes()
     config = TrainConfig(classes=5, shots=1, train_shots=10, inner_batch=10, inner_iters=5,

@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _torch_sine  # noqa: E402
 
-from minireptile import sine  # noqa: E402
+from minireptile.problems import sine  # noqa: E402
 
 
 def timed(fn):

@@ -43,7 +43,7 @@ def main(argv=None):
     parser.add_argument("--classes", type=int, default=20)
     args = parser.parse_args(argv)
 
-    from minireptile.plotting import require_matplotlib
+    from minireptile.runs.plotting import require_matplotlib
 
     plt = require_matplotlib()
     finals = dict(item.split("=", 1) for item in args.final)

@@ -82,12 +82,12 @@ def main(argv=None):
 
     import numpy as np
 
-    from minireptile.cnn import omniglot_cnn
+    from minireptile.models.cnn import omniglot_cnn
     from minireptile.data.alphabets import as_within_alphabet
-    from minireptile.evaluation import evaluate_splits
-    from minireptile.executor import make_executor
+    from minireptile.runs.evaluation import evaluate_splits
+    from minireptile.parallel.executor import make_executor
     from minireptile.stats import format_interval
-    from minireptile.training import Run, TrainConfig, generators, train
+    from minireptile.runs.training import Run, TrainConfig, generators, train
 
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]

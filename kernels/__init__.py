@@ -8,7 +8,7 @@ only, so after editing a kernel that another module's kernels call (``dense.py``
 from ``mlp.py``), delete ``__pycache__`` here; a fresh install always starts clean.
 """
 
-from ..threads import current_threads
+from ..parallel.threads import current_threads
 
-# Size the BLAS pools the kernels use before any of them runs (see minireptile.threads).
+# Size the BLAS pools the kernels use before any of them runs (see minireptile.parallel.threads).
 current_threads()

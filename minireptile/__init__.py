@@ -41,18 +41,18 @@ _map_source_kernels()
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Adam": ".optim",
+    "Adam": ".algorithms.optim",
     "InputError": ".errors",
-    "Model": ".model",
-    "OuterAdam": ".reptile",
-    "OuterSGD": ".reptile",
-    "ParamLayout": ".params",
-    "SGD": ".optim",
-    "linear_schedule": ".reptile",
-    "make_executor": ".executor",
-    "mlp": ".model",
-    "reptile_step": ".reptile",
-    "set_threads": ".threads",
+    "Model": ".models.model",
+    "OuterAdam": ".algorithms.meta_iteration",
+    "OuterSGD": ".algorithms.meta_iteration",
+    "ParamLayout": ".models.params",
+    "SGD": ".algorithms.optim",
+    "linear_schedule": ".algorithms.meta_iteration",
+    "make_executor": ".parallel.executor",
+    "mlp": ".models.model",
+    "reptile_step": ".algorithms.meta_iteration",
+    "set_threads": ".parallel.threads",
 }
 
 __all__ = sorted(_EXPORTS)

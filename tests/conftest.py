@@ -1,7 +1,7 @@
 """Shared fixtures: small data sets written in the official layouts.
 
 No thread variables are set here: the tests run with the thread pools the package sizes
-itself (:mod:`minireptile.threads`), as a user's process does.
+itself (:mod:`minireptile.parallel.threads`), as a user's process does.
 """
 
 import os

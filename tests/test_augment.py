@@ -6,12 +6,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minireptile.augment import AffineAugmentation
-from minireptile.cnn import omniglot_cnn
+from minireptile.data.augment import AffineAugmentation
+from minireptile.models.cnn import omniglot_cnn
 from minireptile.data import ClassSet, ImagePool
 from minireptile.errors import InputError
-from minireptile.executor import make_executor
-from minireptile.fewshot import FewShotLearner, InnerConfig, evaluate_task
+from minireptile.parallel.executor import make_executor
+from minireptile.problems.fewshot import FewShotLearner, InnerConfig, evaluate_task
 from minireptile.kernels.affine import affine_nearest, affine_nearest_reference
 
 
@@ -145,7 +145,7 @@ def test_training_tasks_are_distorted_evaluation_tasks_never():
         assert evaluate_task(plain, classes, settings, seed) == \
             evaluate_task(augmented, classes, settings, seed)
     # Evaluation must not even draw from the stream: the fine-tuned predictions agree.
-    from minireptile.tasks import sample_eval_task
+    from minireptile.problems.tasks import sample_eval_task
 
     task = sample_eval_task(classes, 3, 1, np.random.default_rng(5))
     predictions = [learner.finetune_and_predict(task.support, task.query.images, 3, 2,

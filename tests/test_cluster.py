@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 
-from minireptile.checkpoint import load_npz
+from minireptile.runs.npzfile import load_npz
 from minireptile.cli import main
 
 SMALL = ["--num-train", "8", "--classes", "3", "--shots", "1", "--train-shots", "2",
@@ -91,10 +91,10 @@ def test_training_and_evaluation_are_identical_here_on_two_processes_and_on_dask
 
 
 def test_per_task_results_are_identical_on_dask(synthetic_omniglot, tmp_path, scheduler):
-    from minireptile.cluster import DaskExecutor
-    from minireptile.cnn import omniglot_cnn
+    from minireptile.parallel.dask_cluster import DaskExecutor
+    from minireptile.models.cnn import omniglot_cnn
     from minireptile.data.omniglot import load_omniglot
-    from minireptile.fewshot import FewShotLearner, InnerConfig, evaluate_accuracy
+    from minireptile.problems.fewshot import FewShotLearner, InnerConfig, evaluate_accuracy
 
     classes = load_omniglot([str(synthetic_omniglot)], cache_dir=tmp_path / "cache",
                             progress=False)
@@ -141,7 +141,7 @@ def test_unreachable_scheduler_fails_within_the_timeout(tmp_path, synthetic_omni
     pytest.importorskip("distributed", reason='needs the cluster extra: pip install ".[cluster]"')
     import socket
 
-    from minireptile.cluster import CONNECT_TIMEOUT
+    from minireptile.parallel.dask_cluster import CONNECT_TIMEOUT
 
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
@@ -176,7 +176,7 @@ def test_workers_and_scheduler_exclude_each_other(tmp_path, synthetic_omniglot, 
 
 def test_sine_and_experiment_variants_are_identical_on_dask(tmp_path, synthetic_omniglot,
                                                            scheduler, capsys):
-    from minireptile.experiment import read_curve
+    from minireptile.runs.experiment import read_curve
 
     outputs = {}
     for name, flags in (("here", ["--workers", "1"]), ("dask", ["--scheduler", scheduler])):

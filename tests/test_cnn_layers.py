@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from minireptile.errors import InputError
-from minireptile.gradcheck import check_layer
+from minireptile.models.gradcheck import check_layer
 from minireptile.kernels.batchnorm import batchnorm_forward_reference
-from minireptile.model import Model
+from minireptile.models.model import Model
 from minireptile.nn import BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, Reshape, Sequential
-from minireptile.params import ParamLayout
+from minireptile.models.params import ParamLayout
 
 TOLERANCE = 1e-6
 SETTINGS = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -4,17 +4,17 @@ the joint-training claim."""
 import numpy as np
 import pytest
 
-from minireptile.combinations import (
+from minireptile.algorithms.combinations import (
     REFERENCE_COMBINATIONS,
     parse_combination,
     parse_combinations,
 )
 from minireptile.data import ClassSet, ImagePool
 from minireptile.errors import InputError
-from minireptile.fewshot import FewShotLearner, InnerConfig, evaluate_accuracy
-from minireptile.model import Model
+from minireptile.problems.fewshot import FewShotLearner, InnerConfig, evaluate_accuracy
+from minireptile.models.model import Model
 from minireptile.nn import Flatten, Linear, Sequential, Tanh
-from minireptile.tasks import sample_task
+from minireptile.problems.tasks import sample_task
 
 
 def clusters(num_classes=40, per_class=10, dim=8, seed=0):

@@ -18,7 +18,7 @@ import pytest
 
 from minireptile.data.strokes import StrokeArchive
 from minireptile.demo import api
-from minireptile.demo.models import load_builtin
+from minireptile.demo.networks import load_builtin
 from minireptile.demo.server import DemoServer
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"

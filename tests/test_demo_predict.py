@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minireptile.cnn import omniglot_cnn
+from minireptile.models.cnn import omniglot_cnn
 from minireptile.data.omniglot import decode_image
-from minireptile.demo.models import (
+from minireptile.demo.networks import (
     BUILTIN_SHA256,
     builtin_path,
     load_builtin,
@@ -19,8 +19,8 @@ from minireptile.demo.models import (
 )
 from minireptile.demo.predict import SEED
 from minireptile.errors import InputError
-from minireptile.tasks import mini_batch_indices
-from minireptile.training import Run, TrainConfig, generators, make_learner
+from minireptile.problems.tasks import mini_batch_indices
+from minireptile.runs.training import Run, TrainConfig, generators, make_learner
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"
 HELD_OUT = ("Japanese_(katakana)", "Sanskrit", "Tagalog")

@@ -11,7 +11,7 @@ from scipy.ndimage import binary_dilation
 
 from minireptile.data.omniglot import decode_image
 from minireptile.data.strokes import CANVAS_SIZE, StrokeArchive, parse_strokes
-from minireptile.demo.strokes import (
+from minireptile.demo.drawing import (
     LINE_WIDTH,
     MAX_POINTS,
     MAX_STROKES,

@@ -21,7 +21,7 @@ from minireptile.kernels.dense import (
     dense_forward_reference,
 )
 from minireptile.kernels.mlp import _tanh_inplace
-from minireptile.model import mlp
+from minireptile.models.model import mlp
 
 DTYPES = (np.float32, np.float64)
 FAST = settings(max_examples=35, deadline=None)

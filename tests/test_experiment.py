@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from minireptile.cli import main
-from minireptile.experiment import folder_name, smooth
+from minireptile.runs.experiment import folder_name, smooth
 
 
 def test_smooth_is_a_trailing_mean():

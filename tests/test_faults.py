@@ -11,13 +11,13 @@ import shutil
 import numpy as np
 import pytest
 
-from minireptile.checkpoint import load_npz, save_npz_atomic
+from minireptile.runs.npzfile import load_npz, save_npz_atomic
 from minireptile.cli import build_parser, main
-from minireptile.commands.args import non_negative_float, positive_float
+from minireptile.cli.options import non_negative_float, positive_float
 from minireptile.errors import InputError
-from minireptile.fewshot import FewShotLearner, InnerConfig
+from minireptile.problems.fewshot import FewShotLearner, InnerConfig
 from minireptile.guard import EXIT_DIVERGED, DivergedError
-from minireptile.training import TrainConfig, train
+from minireptile.runs.training import TrainConfig, train
 
 from test_training import small_config, tiny_model, vector_classes
 
@@ -288,7 +288,7 @@ def test_checkpoint_naming_a_file_is_refused_clearly(tmp_path, synthetic_omniglo
 
 def test_interrupted_training_says_how_to_continue(tmp_path, synthetic_omniglot, capsys,
                                                    monkeypatch):
-    import minireptile.commands.fewshot as fewshot
+    import minireptile.cli.fewshot_commands as fewshot
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -445,7 +445,7 @@ def test_data_omniglot_fetches_and_checks_lakes_runs(tmp_path, monkeypatch, caps
 
     from minireptile.data import download
     from minireptile.data.cache import file_sha256
-    from minireptile.data.lake import make_lake_fixture
+    from minireptile.data.lake_runs import make_lake_fixture
 
     served = tmp_path / "served"
     runs = tmp_path / "build" / "all_runs"
@@ -561,7 +561,7 @@ def test_names_that_are_not_utf8_are_read_or_refused_clearly(tmp_path):
 
 
 def test_concurrent_runs_in_one_folder_are_refused(tmp_path):
-    from minireptile.runlock import RunLock
+    from minireptile.runs.runlock import RunLock
 
     model = tiny_model()
     classes = vector_classes()
@@ -620,7 +620,7 @@ def test_checkpoint_of_the_first_format_is_still_evaluated(trained, synthetic_om
 
 
 def test_an_evaluation_record_never_answers_for_another_split(tmp_path):
-    from minireptile.evaluation import evaluate_splits
+    from minireptile.runs.evaluation import evaluate_splits
 
     model = tiny_model()
     classes = vector_classes()
@@ -651,7 +651,7 @@ def test_workers_end_when_their_parent_is_killed(tmp_path):
 
     script = (
         "import os, sys, time\n"
-        "from minireptile.executor import ProcessExecutor\n"
+        "from minireptile.parallel.executor import ProcessExecutor\n"
         "executor = ProcessExecutor(2)\n"
         "executor.map(time.sleep, [0.0, 0.0])\n"
         "print(' '.join(str(p) for p in executor._pool._processes), flush=True)\n"

@@ -1,7 +1,7 @@
 """Every handwritten backward rule against central finite differences (float64), and the fused
 dense-network kernel against the layer-by-layer path it replaces.
 
-The finite differences come from :mod:`minireptile.gradcheck`; a correct gradient has a relative
+The finite differences come from :mod:`minireptile.models.gradcheck`; a correct gradient has a relative
 error around 1e-9 there, so the bound 1e-6 fails on any wrong term (a missing factor, a
 transposed weight, a lost bias gradient) while leaving room for rounding.
 """
@@ -11,10 +11,10 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from minireptile.gradcheck import check_layer, check_loss, check_model, relative_error
-from minireptile.model import mlp
+from minireptile.models.gradcheck import check_layer, check_loss, check_model, relative_error
+from minireptile.models.model import mlp
 from minireptile.nn import Linear, MeanSquaredError, ReLU, Sequential, SoftmaxCrossEntropy, Tanh
-from minireptile.params import ParamLayout
+from minireptile.models.params import ParamLayout
 
 TOL = 1e-6
 # Inputs to a ReLU are kept this far from its kink: far more than the finite-difference step

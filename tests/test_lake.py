@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minireptile.data.lake import load_lake_runs, make_lake_fixture
+from minireptile.data.lake_runs import load_lake_runs, make_lake_fixture
 from minireptile.data.omniglot import load_omniglot_source
 from minireptile.errors import InputError
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from minireptile.cli import main
-from minireptile.cnn import omniglot_cnn
-from minireptile.data.lake import load_lake_runs, make_lake_fixture
+from minireptile.models.cnn import omniglot_cnn
+from minireptile.data.lake_runs import load_lake_runs, make_lake_fixture
 from minireptile.errors import InputError
-from minireptile.lake import evaluate_runs, summary
-from minireptile.training import Run, TrainConfig, make_learner, generators
+from minireptile.problems.lake_benchmark import evaluate_runs, summary
+from minireptile.runs.training import Run, TrainConfig, make_learner, generators
 
 
 def characters(n_chars=24, n_drawings=2, seed=0):

@@ -6,13 +6,13 @@ learner's MAML update against the same differences of what its inner loop actual
 import numpy as np
 import pytest
 
-from minireptile.cnn import omniglot_cnn
+from minireptile.models.cnn import omniglot_cnn
 from minireptile.errors import InputError
-from minireptile.fewshot import FewShotLearner, InnerConfig
-from minireptile.gradcheck import numerical_gradient, relative_error
-from minireptile.maml import maml_gradient
-from minireptile.model import mlp
-from minireptile.tasks import Task
+from minireptile.problems.fewshot import FewShotLearner, InnerConfig
+from minireptile.models.gradcheck import numerical_gradient, relative_error
+from minireptile.algorithms.maml import maml_gradient
+from minireptile.models.model import mlp
+from minireptile.problems.tasks import Task
 
 TOLERANCE = 1e-6
 
@@ -87,7 +87,7 @@ def test_learner_maml_update_is_the_meta_gradient_of_its_inner_loop(iters):
     learner = FewShotLearner(model, phi, inner, algorithm="maml")
     update, _ = learner.adapt(phi.copy(), task, np.random.default_rng(7))
     # The same mini-batches, drawn from the same generator state.
-    from minireptile.tasks import mini_batches
+    from minireptile.problems.tasks import mini_batches
 
     drawn = list(mini_batches(task, 4, iters, False, np.random.default_rng(7)))
     batches = [(b.images, b.labels) for b in drawn]
@@ -114,7 +114,7 @@ def test_learner_refuses_maml_with_adam_or_weight_decay():
 @pytest.mark.parametrize("algorithm", ["foml", "maml"])
 @pytest.mark.parametrize("fused", [True, False])
 def test_sine_inner_loop_ends_at_phi_minus_lr_times_meta_gradient(algorithm, fused):
-    from minireptile.sine import X_ALL, inner_sgd, sample_task
+    from minireptile.problems.sine import X_ALL, inner_sgd, sample_task
 
     rng = np.random.default_rng(1)
     model = mlp([1, 6, 6, 1], activation="tanh", loss="mse", dtype=np.float64, fused=fused)
@@ -177,7 +177,7 @@ def test_train_rejects_maml_with_another_algorithm_or_inner_adam(tmp_path, synth
 
 def test_train_omniglot_with_maml_runs_and_differs_from_foml(tmp_path, synthetic_omniglot,
                                                               capsys):
-    from minireptile.checkpoint import load_npz
+    from minireptile.runs.npzfile import load_npz
     from minireptile.cli import main
 
     for name, flag in (("maml", "--maml"), ("foml", "--foml")):

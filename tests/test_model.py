@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from minireptile import sine
+from minireptile.problems import sine
 from minireptile.errors import InputError
-from minireptile.model import Model, mlp
+from minireptile.models.model import Model, mlp
 from minireptile.nn import Linear, Sequential, Tanh
 
 

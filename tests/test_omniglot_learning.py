@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minireptile.cnn import omniglot_cnn
+from minireptile.models.cnn import omniglot_cnn
 from minireptile.data.omniglot import omniglot_splits
-from minireptile.fewshot import evaluate_accuracy
-from minireptile.training import TrainConfig, generators, make_learner
+from minireptile.problems.fewshot import evaluate_accuracy
+from minireptile.runs.training import TrainConfig, generators, make_learner
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"
 SOURCES = [DATA / "images_background_small1.zip", DATA / "images_background_small2.zip"]

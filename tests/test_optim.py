@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minireptile.errors import InputError
-from minireptile.optim import SGD, Adam
+from minireptile.algorithms.optim import SGD, Adam
 
 
 def gradients(seed, n_steps, size):

@@ -10,10 +10,10 @@ import time
 import numpy as np
 import pytest
 
-from minireptile.checkpoint import load_npz
+from minireptile.runs.npzfile import load_npz
 from minireptile.cli import main
 from minireptile.errors import InputError
-from minireptile.executor import (
+from minireptile.parallel.executor import (
     ProcessExecutor,
     SerialExecutor,
     check_workers,
@@ -109,7 +109,7 @@ import numpy as np
 import minireptile
 if len(sys.argv) > 1:
     minireptile.set_threads(int(sys.argv[1]))
-from minireptile.cnn import omniglot_cnn
+from minireptile.models.cnn import omniglot_cnn
 model = omniglot_cnn(5)
 phi = model.init_params(np.random.default_rng(0))
 x = np.random.default_rng(1).random((10, 28, 28)).astype(np.float32)
@@ -317,7 +317,7 @@ def test_interrupted_final_evaluation_resumes_with_the_same_result(tmp_path, syn
     straight = evaluate(tmp_path / "run")
     assert straight.returncode == 0, straight.stderr
 
-    from minireptile import evaluation
+    from minireptile.runs import evaluation
 
     record = tmp_path / "copy" / evaluation.RECORD_FILE
     proc = evaluate(tmp_path / "copy", popen=True)

@@ -5,11 +5,11 @@ import math
 import numpy as np
 import pytest
 
-from minireptile import sine
+from minireptile.problems import sine
 from minireptile.errors import InputError
-from minireptile.model import mlp
-from minireptile.optim import SGD
-from minireptile.reptile import OuterAdam, OuterSGD, linear_schedule, make_outer, reptile_step
+from minireptile.models.model import mlp
+from minireptile.algorithms.optim import SGD
+from minireptile.algorithms.meta_iteration import OuterAdam, OuterSGD, linear_schedule, make_outer, reptile_step
 
 
 def tiny_model(fused=True):

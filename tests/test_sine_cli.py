@@ -9,8 +9,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from minireptile import sine
-from minireptile.checkpoint import load_npz, save_npz_atomic
+from minireptile.problems import sine
+from minireptile.runs.npzfile import load_npz, save_npz_atomic
 from minireptile.cli import main
 from minireptile.errors import InputError
 

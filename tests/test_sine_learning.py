@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from minireptile import sine
+from minireptile.problems import sine
 
 
 def test_meta_training_beats_the_initialisation():

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from minireptile.data import ClassSet, ImagePool, augment_rotations
 from minireptile.errors import InputError
-from minireptile.tasks import (
+from minireptile.problems.tasks import (
     Task,
     mini_batch_indices,
     mini_batches,

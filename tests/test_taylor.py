@@ -7,8 +7,8 @@ wrong α-coefficient leaves an O(α) residual, which halving divides by ≈ 2 on
 import numpy as np
 import pytest
 
-from minireptile.model import mlp
-from minireptile.taylor import (
+from minireptile.models.model import mlp
+from minireptile.algorithms.taylor import (
     ALGORITHMS,
     exact_expectations,
     expansion,

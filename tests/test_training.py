@@ -10,12 +10,12 @@ import time
 import numpy as np
 import pytest
 
-from minireptile.checkpoint import load_npz
+from minireptile.runs.npzfile import load_npz
 from minireptile.data import ClassSet, ImagePool
 from minireptile.errors import InputError
-from minireptile.fewshot import FewShotLearner, InnerConfig
-from minireptile.tasks import Task
-from minireptile.training import TrainConfig, Run, train
+from minireptile.problems.fewshot import FewShotLearner, InnerConfig
+from minireptile.problems.tasks import Task
+from minireptile.runs.training import TrainConfig, Run, train
 
 
 def vector_classes(num_classes=8, per_class=6, dim=4, seed=0):
@@ -31,7 +31,7 @@ def vector_classes(num_classes=8, per_class=6, dim=4, seed=0):
 
 
 def tiny_model(num_classes=3, dtype=np.float64):
-    from minireptile.model import Model
+    from minireptile.models.model import Model
     from minireptile.nn import Flatten, Linear, ReLU, Sequential
 
     net = Sequential(Flatten(), Linear(4, 6), ReLU(), Linear(6, num_classes))
@@ -69,8 +69,8 @@ def test_reptile_step_moves_phi_towards_the_mean_of_task_solutions():
 
     # The same two tasks and inner loops by hand: summed-loss SGD from Φ, each task drawn
     # from its own stream.
-    from minireptile.executor import task_seeds
-    from minireptile.tasks import mini_batches, sample_task
+    from minireptile.parallel.executor import task_seeds
+    from minireptile.problems.tasks import mini_batches, sample_task
 
     solutions = []
     for seed in task_seeds(np.random.default_rng(5), 2):
@@ -93,8 +93,8 @@ def test_first_order_maml_uses_only_the_last_inner_step():
     learner = FewShotLearner(model, phi.copy(), config, algorithm="foml")
     learner.train_step(classes, 3, 2, meta_batch=1, step_size=0.5, rng=np.random.default_rng(7))
 
-    from minireptile.executor import task_seeds
-    from minireptile.tasks import mini_batches, sample_task
+    from minireptile.parallel.executor import task_seeds
+    from minireptile.problems.tasks import mini_batches, sample_task
 
     (seed,) = task_seeds(np.random.default_rng(7), 1)
     rng = np.random.default_rng(seed)
@@ -112,7 +112,7 @@ def test_foml_tail_runs_the_last_step_on_held_out_examples():
     classes = vector_classes()
     learner = FewShotLearner(model, model.init_params(np.random.default_rng(0)),
                              InnerConfig(batch=2, iters=3), algorithm="foml", tail_shots=1)
-    from minireptile.tasks import sample_task
+    from minireptile.problems.tasks import sample_task
 
     task = sample_task(classes, 3, 3, np.random.default_rng(2))
     batches = list(learner._train_batches(task, np.random.default_rng(3), 3, 2))
@@ -124,7 +124,7 @@ def test_foml_tail_runs_the_last_step_on_held_out_examples():
 
 
 def test_non_transductive_prediction_sees_one_query_at_a_time():
-    from minireptile.cnn import omniglot_cnn
+    from minireptile.models.cnn import omniglot_cnn
 
     model = omniglot_cnn(3, dtype=np.float64, image_size=8, filters=4)
     phi = model.init_params(np.random.default_rng(0))

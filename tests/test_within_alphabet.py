@@ -9,13 +9,13 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from minireptile.checkpoint import load_npz
+from minireptile.runs.npzfile import load_npz
 from minireptile.cli import main
 from minireptile.data import ClassSet, ImagePool
 from minireptile.data.alphabets import AlphabetClassSet, alphabet_of, as_within_alphabet
-from minireptile.data.pool import augment_rotations
+from minireptile.data.classes import augment_rotations
 from minireptile.errors import InputError
-from minireptile.tasks import sample_eval_task, sample_task
+from minireptile.problems.tasks import sample_eval_task, sample_task
 
 from conftest import write_synthetic_omniglot
 

@@ -16,7 +16,7 @@ Alphabets with fewer than N classes are skipped.
 import numpy as np
 
 from ..errors import InputError, check_generator
-from .pool import ClassSet
+from .classes import ClassSet
 
 
 def alphabet_of(name):

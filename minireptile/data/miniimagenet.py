@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from ..errors import InputError, check_generator
 from .cache import load_cached
-from .pool import ClassSet, ImagePool
+from .classes import ClassSet, ImagePool
 
 IMAGE_SIZE = 84
 SPLITS = ("train", "val", "test")

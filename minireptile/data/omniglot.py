@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from ..errors import InputError
 from .cache import load_cached
-from .pool import ClassSet, ImagePool, augment_rotations, merge_pools, split_classes
+from .classes import ClassSet, ImagePool, augment_rotations, merge_pools, split_classes
 
 IMAGE_SIZE = 28
 NUM_TRAIN_CHARACTERS = 1200

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import InputError
 from .predict import MAX_SHOTS
-from .strokes import check_image, strokes_to_image
+from .drawing import check_image, strokes_to_image
 
 MAX_DRAWINGS = 26  # 5 classes × 5 drawings + the input
 

@@ -5,7 +5,7 @@ the run's own inner settings instead of the demo's fixed five steps:
 
 * Fine-tuning starts from a copy of the meta-learned Φ and the inner optimiser's state stored
   with it (Adam's moments carry over from meta-training into evaluation, as in
-  :meth:`minireptile.fewshot.FewShotLearner.evaluate`), and runs the run's ``eval_iters``
+  :meth:`minireptile.problems.fewshot.FewShotLearner.evaluate`), and runs the run's ``eval_iters``
   mini-batches of ``eval_batch`` drawings, capped at the number of drawings so that no step
   counts a drawing twice, with its learning rate, optimiser and weight decay.
 * Prediction is transductive over the class drawings and the input together (one batch, so
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..fewshot import FewShotLearner, InnerConfig
-from ..tasks import Task
+from ..problems.fewshot import FewShotLearner, InnerConfig
+from ..problems.tasks import Task
 
 MAX_CLASSES = 5
 MAX_SHOTS = 5

@@ -2,11 +2,11 @@
 
 from .activations import ReLU, Tanh
 from .base import Layer, Sequential
-from .batchnorm import BatchNorm2d
-from .conv import Conv2d
+from .batch_norm import BatchNorm2d
+from .conv2d import Conv2d
 from .linear import Linear
 from .losses import MeanSquaredError, SoftmaxCrossEntropy
-from .pool import MaxPool2d
+from .max_pool import MaxPool2d
 from .reshape import Flatten, Reshape
 
 __all__ = [

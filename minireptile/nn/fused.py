@@ -1,7 +1,7 @@
 """The fused path for plain dense networks (see :mod:`minireptile.kernels.mlp`).
 
 A :class:`FusedDense` computes exactly what ``Sequential(Linear, act, Linear, …)`` followed
-by a loss computes, in one compiled call. :func:`minireptile.model.mlp` attaches one to the
+by a loss computes, in one compiled call. :func:`minireptile.models.model.mlp` attaches one to the
 models it builds; ``Model(..., fused=None)`` (or ``mlp(..., fused=False)``) keeps the
 layer-by-layer path, which is the fused path's reference in the tests.
 """

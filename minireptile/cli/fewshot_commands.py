@@ -1,0 +1,537 @@
+"""``minireptile train DATASET`` and ``minireptile eval DATASET`` (omniglot, miniimagenet).
+
+The training flags are the reference implementation's (``supervised_reptile/args.py``), with
+its defaults, so a command from its README runs after ``minireptile train omniglot`` or
+``minireptile train miniimagenet`` (plus ``--data``). ``--checkpoint`` names the run folder, as
+in the reference.
+
+One implementation serves both data sets; a :class:`FewShotDataset` holds what differs (the
+network, the data options, how the splits are loaded, which splits are evaluated). As in the
+reference's ``run_omniglot.py`` and ``run_miniimagenet.py``, training monitors the ``train``
+and ``test`` splits; the final evaluation covers train/test for Omniglot and
+train/validation/test for Mini-ImageNet.
+"""
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import InputError
+from ..guard import DivergedError
+from ..algorithms.meta_iteration import OUTER_OPTIMIZERS
+from ..runs.rundata import SPLIT_OPTIONS, check_no_overlap, content_hash, describe_data
+from ..stats import format_interval
+from ..runs.training import (
+    CHECKPOINT_FILE,
+    TrainConfig,
+    check_checkpoint,
+    generators,
+    make_learner,
+    read_checkpoint,
+    train,
+)
+from .options import (
+    add_parallel_arguments,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+from .data_commands import add_cache_arguments, add_omniglot_arguments, omniglot_from_args, split_options
+
+DEFAULTS = TrainConfig()
+SPLIT_LABELS = {"train": "Train", "val": "Validation", "test": "Test"}
+
+
+@dataclass(frozen=True)
+class FewShotDataset:
+    """What one few-shot data set brings to the shared train/eval commands.
+
+    Attributes
+    ----------
+    name : str
+        Sub-command name (``minireptile train <name>``).
+    model : callable (classes) -> Model
+        The reference's network for this data set.
+    add_data_arguments : callable (parser, evaluating=False) -> None
+        Adds ``--data`` and the data set's own options (optional when evaluating: the run
+        remembers them).
+    load : callable (args, seed, progress) -> dict
+        Split name -> ClassSet; ``seed`` is the run's seed (Omniglot splits its characters
+        with it, Mini-ImageNet's splits are fixed folders).
+    final : tuple of str
+        Splits of the final evaluation, in print order; the first is the training split and
+        ``train`` / ``test`` are the two monitored during training.
+    everything : str
+        The ``eval --split`` value meaning every split of ``final``.
+    describe : callable (splits) -> str
+        The line printed after loading.
+    train_help, train_description, eval_help, split_help : str
+    """
+
+    name: str
+    model: Callable
+    add_data_arguments: Callable
+    load: Callable
+    final: tuple
+    everything: str
+    describe: Callable
+    train_help: str
+    train_description: str
+    eval_help: str
+    split_help: str
+    alphabets: bool = False  # classes carry an alphabet: --within-alphabet and --augment
+
+
+def add_reference_arguments(p, defaults=True):
+    """The reference's flags. With ``defaults=False`` every default is None, so an
+    evaluation can tell which settings the user overrides and take the rest from the
+    checkpoint."""
+
+    def d(name):
+        return getattr(DEFAULTS, name) if defaults else None
+
+    default = "(default %(default)s)" if defaults else "(default: the run's)"
+
+    p.add_argument("--seed", type=non_negative_int, default=d("seed"),
+                   help="random seed (default %(default)s)" if defaults else
+                        "seed of the evaluation tasks (default: the run's seed + 1 for the "
+                        "final evaluation's tasks)")
+    p.add_argument("--classes", type=positive_int, default=d("classes"),
+                   help="classes per task, N " + default)
+    p.add_argument("--shots", type=positive_int, default=d("shots"),
+                   help="examples per class in evaluation tasks, K " + default)
+    p.add_argument("--inner-batch", type=positive_int, default=d("inner_batch"),
+                   help="inner mini-batch size " + default)
+    p.add_argument("--inner-iters", type=positive_int, default=d("inner_iters"),
+                   help="inner steps per task " + default)
+    p.add_argument("--replacement", action="store_true", default=None if not defaults else False,
+                   help="sample inner mini-batches with replacement")
+    p.add_argument("--learning-rate", type=positive_float, default=d("learning_rate"),
+                   help="inner Adam/SGD step size " + default)
+    p.add_argument("--eval-batch", type=positive_int, default=d("eval_batch"),
+                   help="mini-batch size when fine-tuning for evaluation " + default)
+    p.add_argument("--eval-iters", type=positive_int, default=d("eval_iters"),
+                   help="fine-tuning steps for evaluation " + default)
+    p.add_argument("--weight-decay", type=positive_float, default=d("weight_decay"),
+                   help="multiply the weights by this rate before every inner step "
+                        + ("(default 1: none)" if defaults else default))
+    p.add_argument("--transductive", action="store_true",
+                   default=None if not defaults else False,
+                   help="classify all query images in one batch (batch norm sees them all)")
+    p.add_argument("--sgd", action="store_true", default=None if not defaults else False,
+                   help="inner SGD instead of Adam (beta1 = 0)")
+
+
+def register_train(sub, dataset):
+    p = sub.add_parser(dataset.name, help=dataset.train_help,
+                       description=dataset.train_description)
+    add_train_arguments(p, dataset)
+    p.set_defaults(run=run_train, few_shot=dataset)
+
+
+def add_train_arguments(p, dataset):
+    """Every flag of ``train DATASET`` (``sweep DATASET`` takes them too)."""
+    dataset.add_data_arguments(p)
+    add_reference_arguments(p)
+    p.add_argument("--checkpoint", default="model_checkpoint", metavar="DIR",
+                   help="run folder: checkpoint.npz and metrics.jsonl (default %(default)s)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --checkpoint where it stopped")
+    p.add_argument("--pretrained", action="store_true",
+                   help="skip training: evaluate the finished run in --checkpoint")
+    p.add_argument("--train-shots", type=non_negative_int, default=DEFAULTS.train_shots,
+                   help="examples per class in training tasks (default: --shots)")
+    p.add_argument("--meta-step", type=positive_float, default=DEFAULTS.meta_step,
+                   help="outer step size at the start (default %(default)s)")
+    p.add_argument("--meta-step-final", type=non_negative_float, default=DEFAULTS.meta_step_final,
+                   help="outer step size at the end, annealed linearly (default %(default)s)")
+    p.add_argument("--meta-batch", type=positive_int, default=DEFAULTS.meta_batch,
+                   help="tasks per outer step (default %(default)s)")
+    p.add_argument("--meta-iters", type=positive_int, default=DEFAULTS.meta_iters,
+                   help="outer steps (default %(default)s)")
+    p.add_argument("--eval-samples", type=non_negative_int, default=10000,
+                   help="tasks in the final evaluation (default %(default)s)")
+    p.add_argument("--eval-interval", type=positive_int, default=DEFAULTS.eval_interval,
+                   help="iterations between evaluations during training (default %(default)s)")
+    p.add_argument("--foml", action="store_true", help="first-order MAML instead of Reptile")
+    p.add_argument("--foml-tail", type=positive_int, default=None,
+                   help="FOMAML: examples per class held out for the final inner step")
+    p.add_argument("--maml", action="store_true",
+                   help="second-order MAML (exact meta-gradient through the inner SGD steps; "
+                        "needs --sgd)")
+    p.add_argument("--combination", default="", metavar="NAME",
+                   help="meta-gradient from inner gradients, e.g. g1+g2, (g1+g2)/2, g2, "
+                        "reptile, last (default: plain Reptile, or FOMAML with --foml)")
+    p.add_argument("--outer", choices=sorted(OUTER_OPTIMIZERS), default=DEFAULTS.outer,
+                   help="outer update: sgd = Φ+ε(W̄−Φ); adam = Adam on Φ−W̄ (default %(default)s)")
+    p.add_argument("--checkpoint-interval", type=positive_int,
+                   default=DEFAULTS.checkpoint_interval,
+                   help="iterations between checkpoints (default %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    if dataset.alphabets:
+        add_oneshot_arguments(p)
+    add_parallel_arguments(p)
+
+
+def add_oneshot_arguments(p, training=True):
+    """``--within-alphabet`` and, for training, ``--augment`` with its ranges."""
+    p.add_argument("--within-alphabet", action="store_true",
+                   default=DEFAULTS.within_alphabet if training else None,
+                   help="draw the N classes of every task from one alphabet, chosen uniformly "
+                        "among those with at least N classes (Lake's one-shot runs)"
+                        + ("" if training else " (default: as the run was trained)"))
+    if not training:
+        return
+    p.add_argument("--augment", action="store_true",
+                   help="distort every training image with a random affine map (Koch et al. "
+                        "2015); evaluation images are never distorted")
+    p.add_argument("--augment-rotation", type=non_negative_float,
+                   default=DEFAULTS.augment_rotation,
+                   metavar="DEG", help="largest rotation in degrees, 0 to <180 "
+                                       "(default %(default)s)")
+    p.add_argument("--augment-shear", type=non_negative_float,
+                   default=DEFAULTS.augment_shear,
+                   help="largest shear factor, 0 to <1 (default %(default)s)")
+    p.add_argument("--augment-scale", type=non_negative_float,
+                   default=DEFAULTS.augment_scale,
+                   help="largest relative change of scale, 0 to <1 (default %(default)s: "
+                        "scales 0.8 to 1.2)")
+    p.add_argument("--augment-translate", type=non_negative_float,
+                   default=DEFAULTS.augment_translate,
+                   metavar="PIXELS", help="largest shift in pixels (default %(default)s)")
+
+
+def register_eval(sub, dataset):
+    p = sub.add_parser(
+        dataset.name, help=dataset.eval_help,
+        description="Fine-tune the meta-learned network on new tasks and report accuracy "
+        "with a 95% interval. Settings not given are taken from the checkpoint, the data "
+        "and its split included; a split whose test classes overlap the run's training "
+        "classes is refused unless --allow-train-overlap is given.")
+    dataset.add_data_arguments(p, evaluating=True)
+    add_reference_arguments(p, defaults=False)
+    p.add_argument("--checkpoint", required=True, metavar="DIR_OR_FILE",
+                   help="a run folder or its checkpoint.npz")
+    p.add_argument("--eval-samples", type=positive_int, default=10000,
+                   help="tasks evaluated per split (default %(default)s)")
+    p.add_argument("--no-transductive", dest="transductive", action="store_false",
+                   help="classify each query on its own, also for a run trained with "
+                        "--transductive")
+    p.add_argument("--split", choices=dataset.final + (dataset.everything,),
+                   default=dataset.everything,
+                   help=dataset.split_help + " (default %(default)s)")
+    p.add_argument("--allow-train-overlap", action="store_true",
+                   help="evaluate even if the evaluated classes include some the run trained "
+                        "on (the output then says the accuracy is not a held-out one)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    if dataset.alphabets:
+        add_oneshot_arguments(p, training=False)
+    add_parallel_arguments(p)
+    p.set_defaults(run=run_eval, few_shot=dataset)
+
+
+def config_from_args(args):
+    return TrainConfig(
+        classes=args.classes, shots=args.shots, train_shots=args.train_shots,
+        inner_batch=args.inner_batch, inner_iters=args.inner_iters,
+        replacement=args.replacement, learning_rate=args.learning_rate,
+        meta_step=args.meta_step, meta_step_final=args.meta_step_final,
+        meta_batch=args.meta_batch, meta_iters=args.meta_iters, eval_batch=args.eval_batch,
+        eval_iters=args.eval_iters, eval_interval=args.eval_interval,
+        weight_decay=args.weight_decay, transductive=args.transductive, foml=args.foml,
+        foml_tail=args.foml_tail or 0, maml=args.maml, sgd=args.sgd, seed=args.seed,
+        outer=args.outer,
+        combination=args.combination,
+        checkpoint_interval=args.checkpoint_interval,
+        **{name: getattr(args, name) for name in ONESHOT_SETTINGS if hasattr(args, name)},
+    )
+
+
+ONESHOT_SETTINGS = ("within_alphabet", "augment", "augment_rotation", "augment_shear",
+                    "augment_scale", "augment_translate")
+
+
+def _task_splits(splits, config):
+    """The splits as within-alphabet class sets when the run asks for it (printing which
+    alphabets are skipped)."""
+    if not config.within_alphabet:
+        return splits
+    from ..data.alphabets import as_within_alphabet
+
+    return {name: as_within_alphabet(classes, config.classes, name, print)
+            for name, classes in splits.items()}
+
+
+def _omniglot_splits(args, seed, progress):
+    """Training (rotation-augmented) and test characters, split by ``seed`` as in training."""
+    *_, split_rng = generators(seed)
+    train, test = omniglot_from_args(args, split_rng, augment=True, progress=progress)
+    return {"train": train, "test": test}
+
+
+def _add_miniimagenet_arguments(parser, evaluating=False):
+    """``--data ROOT``, ``--cache-dir``, ``--no-cache``."""
+    parser.add_argument("--data", required=not evaluating, metavar="ROOT",
+                        help="folder holding train/, val/ and test/, each with one folder of "
+                             "*.JPEG images per WordNet ID (the reference's layout)"
+                             + ("; default: the run's" if evaluating else ""))
+    add_cache_arguments(parser)
+
+
+def _miniimagenet_splits(args, seed, progress):
+    """The three fixed splits (``seed`` is not needed: the folders are the split)."""
+    from ..data.miniimagenet import load_miniimagenet
+
+    return load_miniimagenet(args.data, cache_dir=args.cache_dir, use_cache=not args.no_cache,
+                             progress=progress)
+
+
+def omniglot_cnn(classes):
+    from ..models.cnn import omniglot_cnn
+
+    return omniglot_cnn(classes)
+
+
+def miniimagenet_cnn(classes):
+    from ..models.cnn import miniimagenet_cnn
+
+    return miniimagenet_cnn(classes)
+
+
+OMNIGLOT = FewShotDataset(
+    name="omniglot", model=omniglot_cnn, add_data_arguments=add_omniglot_arguments,
+    load=_omniglot_splits, final=("train", "test"), everything="both",
+    describe=lambda s: (f"{len(s['train'])} training classes (rotations included), "
+                        f"{len(s['test'])} test classes"),
+    train_help="meta-train the Omniglot CNN (the reference's run_omniglot.py)",
+    train_description="Meta-train the reference's Omniglot network with Reptile or "
+    "first-order MAML, evaluating on training and test characters every --eval-interval "
+    "iterations, checkpointing into --checkpoint and finally evaluating on --eval-samples "
+    "tasks.",
+    eval_help="evaluate a trained Omniglot run",
+    split_help="which characters to evaluate on", alphabets=True)
+
+MINIIMAGENET = FewShotDataset(
+    name="miniimagenet", model=miniimagenet_cnn,
+    add_data_arguments=_add_miniimagenet_arguments,
+    load=_miniimagenet_splits, final=("train", "val", "test"), everything="all",
+    describe=lambda s: ", ".join(f"{len(c)} {n} classes" for n, c in s.items()),
+    train_help="meta-train the Mini-ImageNet CNN (the reference's run_miniimagenet.py)",
+    train_description="Meta-train the reference's Mini-ImageNet network with Reptile or "
+    "first-order MAML on the train split, evaluating on the train and test splits every "
+    "--eval-interval iterations (as the reference), checkpointing into --checkpoint and "
+    "finally evaluating on --eval-samples tasks of the train, validation and test splits.",
+    eval_help="evaluate a trained Mini-ImageNet run",
+    split_help="which split to evaluate on")
+
+DATASETS = (OMNIGLOT, MINIIMAGENET)
+
+
+def _final_evaluation(learner, config, splits, names, num_samples, progress, executor,
+                      record_dir, eval_seed=None):
+    """Print ``<Split> accuracy: mean ± half-width`` for each split in ``names``, in order,
+    all drawing from one evaluation generator (seeded ``eval_seed``, by default the run's
+    seed + 1). Progress is recorded in ``record_dir``, so an interrupted evaluation resumes."""
+    from ..runs.evaluation import evaluate_splits
+
+    _, eval_rng, _ = generators(config.seed + 1 if eval_seed is None else eval_seed)
+    settings = (config.classes, config.shots, config.eval_batch, config.eval_iters,
+                config.transductive)
+    try:
+        results = evaluate_splits(learner, splits, names, settings, num_samples, eval_rng,
+                                  executor=executor, record_dir=record_dir, progress=progress)
+    except DivergedError as err:
+        raise DivergedError(f"final evaluation: {err}") from None
+    for name in names:
+        mean, half, _ = results[name]
+        print(f"{SPLIT_LABELS[name]} accuracy: {format_interval(mean, half)} (95% interval, "
+              f"{num_samples} tasks)")
+
+
+def run_train(args):
+    from ..parallel.executor import make_executor
+
+    with make_executor(args.workers, args.threads, args.scheduler) as executor:
+        return _run_train(args, executor)
+
+
+def _run_train(args, executor):
+    dataset = args.few_shot
+    config = config_from_args(args).validate()
+    progress = not args.no_progress
+    _check_run_folder(args)
+    if args.pretrained:
+        # As the reference's --pretrained: the stored weights, evaluated with this command's
+        # settings, on the run's own split of the same data.
+        _, arrays, meta = open_run(args.checkpoint, dataset, config.classes)
+        stored = TrainConfig.from_dict(meta["config"])
+        if stored.seed != config.seed:
+            raise InputError(f"the run in {args.checkpoint!r} was trained with --seed "
+                             f"{stored.seed}, which also chose its character split; pass "
+                             f"--seed {stored.seed}")
+        record = meta["extra"].get("data")
+        changed = _reuse_split(args, record)
+        if changed:
+            raise InputError("--pretrained evaluates the run on its own split; changed: "
+                             + ", ".join(changed) + " (use `minireptile eval` to evaluate on "
+                             "another split)")
+    splits = dataset.load(args, config.seed, progress)
+    # The network's size depends on --classes alone: refuse impossible settings before
+    # printing its table.
+    config.validate(splits["train"], splits["test"])
+    data = _data_record(args, splits)
+    print(dataset.describe(splits))
+    model = dataset.model(config.classes)
+    print(model.describe())
+    splits = _task_splits(splits, config)
+    if args.pretrained:
+        if record is not None and record.get("content") != data["content"]:
+            raise InputError(f"--data holds other images than the run in "
+                             f"{args.checkpoint!r} trained on (content {data['content'][:19]}…, "
+                             f"run: {record.get('content', '?')[:19]}…, read from "
+                             f"{record.get('sources')}); give the run's data, or use "
+                             "`minireptile eval` to evaluate on other data")
+        learner = restore_learner(model, arrays, meta, config)
+    else:
+        start = time.perf_counter()
+        learner = train(model, splits["train"], splits["test"], config, args.checkpoint,
+                        resume=args.resume, progress=progress, data=data, executor=executor)
+        print(f"training took {time.perf_counter() - start:.1f} s; run saved in "
+              f"{os.path.join(args.checkpoint, CHECKPOINT_FILE)}")
+    if args.eval_samples:
+        _final_evaluation(learner, config, splits, dataset.final, args.eval_samples, progress,
+                          executor, args.checkpoint)
+    return 0
+
+
+def _check_run_folder(args):
+    """Refuse a --checkpoint that cannot be used before any data is read (the library checks
+    again, under the run's lock)."""
+    if args.pretrained:
+        return
+    if os.path.exists(args.checkpoint) and not os.path.isdir(args.checkpoint):
+        raise InputError(f"--checkpoint {args.checkpoint!r} is a file; give a folder for the "
+                         "run (created if missing)")
+    if args.resume and not os.path.exists(os.path.join(args.checkpoint, CHECKPOINT_FILE)):
+        raise InputError(f"nothing to resume: "
+                         f"{os.path.join(args.checkpoint, CHECKPOINT_FILE)!r} does not exist; "
+                         "drop --resume to start a new run")
+
+
+def _data_record(args, splits):
+    """What the run's classes were drawn from (see :mod:`minireptile.runs.rundata`)."""
+    return describe_data(splits, args.data, split_options(args))
+
+
+def _reuse_split(args, record):
+    """Fill ``--data`` and the split options the user left out from the run's ``record``.
+
+    Returns the options the user gave with values other than the run's (for messages).
+    """
+    if record is None:  # a checkpoint of format 1: the command line decides
+        if args.data is None:
+            raise InputError("this checkpoint predates stored data records; give --data")
+        return []
+    if args.data is None:
+        sources = record.get("sources") or []
+        missing = [p for p in sources if not os.path.exists(p)]
+        if not sources or missing:
+            raise InputError(f"the run's data {missing or sources} is no longer there; "
+                             "give --data (the same images, from any path, are recognised)")
+        args.data = sources if hasattr(args, "num_train") else sources[0]
+    if not hasattr(args, "num_train"):
+        return []
+    if args.num_train is None and not args.train_alphabet:
+        args.num_train = record.get("num_train")
+        args.train_alphabet = record.get("train_alphabet")
+        return []
+    given = split_options(args)
+    return [f"--{k.replace('_', '-')} {given[k]!r} (run: {record.get(k)!r})"
+            for k in SPLIT_OPTIONS if given[k] != record.get(k)]
+
+
+def _checkpoint_file(path):
+    return os.path.join(path, CHECKPOINT_FILE) if os.path.isdir(path) else path
+
+
+def open_run(path, dataset, classes=None):
+    """A run folder's (or checkpoint file's) network, arrays and metadata, read once.
+
+    ``classes``, when given, must be the number the network was trained for.
+    """
+    path = _checkpoint_file(path)
+    arrays, meta = read_checkpoint(path)
+    stored_classes = int(meta["config"]["classes"])
+    if classes is not None and classes != stored_classes:
+        raise InputError(f"the checkpoint's network classifies {stored_classes} classes, got "
+                         f"--classes {classes}; omit --classes or train a {classes}-way network")
+    model = dataset.model(stored_classes)
+    arrays, meta = check_checkpoint(path, arrays, meta, model)
+    return model, arrays, meta
+
+
+def restore_learner(model, arrays, meta, config):
+    """A learner holding the checkpoint's Φ and inner-optimiser state, set up by ``config``."""
+    stored = TrainConfig.from_dict(meta["config"])
+    learner = make_learner(model, arrays["phi"].copy(), config)
+    # Evaluating with the other inner optimiser (--sgd on an Adam run, or the reverse) starts
+    # it fresh: there are no moments to carry over.
+    if config.sgd == stored.sgd and config.outer == stored.outer:
+        learner.load_state_dict({k[len("state."):]: v for k, v in arrays.items()
+                                 if k.startswith("state.")})
+    return learner
+
+
+EVAL_OVERRIDES = ("shots", "inner_batch", "inner_iters", "replacement", "learning_rate",
+                  "eval_batch", "eval_iters", "weight_decay", "transductive", "sgd",
+                  "within_alphabet")
+
+
+def open_for_evaluation(checkpoint, dataset, overrides, classes=None):
+    """The network, the run's configuration with ``overrides`` laid over it, a learner
+    restored from the checkpoint, and the checkpoint's metadata.
+
+    ``overrides`` maps names of :data:`EVAL_OVERRIDES` to values (None: keep the stored one).
+    Not the seed: it chose the run's character split, which evaluation must reuse.
+    """
+    model, arrays, meta = open_run(checkpoint, dataset, classes)
+    stored = dict(meta["config"])
+    stored.update({k: v for k, v in overrides.items() if v is not None})
+    config = TrainConfig.from_dict(stored).validate()
+    return model, config, restore_learner(model, arrays, meta, config), meta
+
+
+def run_eval(args):
+    from ..parallel.executor import make_executor
+
+    with make_executor(args.workers, args.threads, args.scheduler) as executor:
+        return _run_eval(args, executor)
+
+
+def _run_eval(args, executor):
+    dataset = args.few_shot
+    model, config, learner, meta = open_for_evaluation(
+        args.checkpoint, dataset, {name: getattr(args, name, None) for name in EVAL_OVERRIDES},
+        classes=args.classes)
+    record = meta["extra"].get("data")
+    changed = _reuse_split(args, record)
+    progress = not args.no_progress
+    splits = dataset.load(args, config.seed, progress)
+    chosen = dataset.final if args.split == dataset.everything else (args.split,)
+    if record is not None:
+        same = record.get("content") == content_hash(splits)
+        print(f"data: {'the run' if same else 'NOT the run'}'s images"
+              + (f"; split changed: {', '.join(changed)}" if changed else "; the run's split"))
+    for line in check_no_overlap(record, splits, chosen, args.allow_train_overlap,
+                                 SPLIT_LABELS):
+        print(line)
+    splits = _task_splits(splits, config)
+    print(f"evaluating {model.name}: {config.classes}-way {config.shots}-shot"
+          f"{' within one alphabet' if config.within_alphabet else ''}, "
+          f"{config.eval_iters} fine-tuning steps of {config.eval_batch}, "
+          f"{'transductive' if config.transductive else 'non-transductive'}")
+    _final_evaluation(learner, config, splits, chosen, args.eval_samples, progress, executor,
+                      os.path.dirname(_checkpoint_file(args.checkpoint)), eval_seed=args.seed)
+    return 0

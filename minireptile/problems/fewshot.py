@@ -1,0 +1,336 @@
+"""Few-shot classification meta-learning: Reptile and first-order MAML with an inner optimiser.
+
+The semantics follow the reference implementation (openai/supervised-reptile, ``reptile.py``):
+
+* **Inner loop.** ``inner_iters`` mini-batches of a task (:func:`minireptile.problems.tasks.mini_batches`),
+  each preceded by weight decay ``w ← rate·w`` (a no-op for rate 1) and followed by one step of
+  Adam (β1 = 0 by default) or SGD. The step follows the gradient of the *summed* cross-entropy
+  over the mini-batch: the reference minimises TensorFlow's per-example loss vector, whose
+  gradient TensorFlow takes of the sum. (Adam barely notices the scale; SGD's step is
+  ``batch`` times that of the mean.)
+* **Adam state.** Only the network's parameters are reset between tasks: the inner optimiser's
+  moments and step count carry over from task to task and from one meta-iteration to the next,
+  as TensorFlow's slot variables do in the reference. Evaluation saves the whole state, optimiser
+  included, and restores it afterwards, so evaluating never changes training.
+* **Reptile.** ``Φ ← Φ + ε (W̄ − Φ)`` over a meta-batch of tasks (or the outer optimiser of
+  :mod:`minireptile.algorithms.meta_iteration` applied to ``Φ − W̄``).
+* **First-order MAML.** The update is the mean over tasks of the *last* inner step,
+  ``Φ ← Φ + ε·mean(W_k − W_{k−1})``; with ``tail_shots`` the last step runs on a held-out
+  "tail" of ``tail_shots`` examples per class and the earlier ``k − 1`` steps on the rest.
+* **Second-order MAML.** The update is ``−α·g_MAML``, the exact gradient of the last
+  mini-batch's summed loss after the first ``k − 1`` inner SGD steps, taken backwards through
+  those steps with Hessian-vector products (:mod:`minireptile.algorithms.maml`); it needs inner SGD
+  without weight decay, which is what it differentiates.
+* **Gradient combinations.** The update is ``−α Σ c_i g_i`` over the inner gradients g1 … gk
+  (see :mod:`minireptile.algorithms.combinations`); with inner SGD, ``reptile`` and ``last`` coincide
+  with the two algorithms above.
+* **Evaluation.** Draw ``shots + 1`` examples per class, hold one per class out as the query,
+  fine-tune on the support set for ``eval_iters`` mini-batches of ``eval_batch``, then predict.
+  *Transductive*: all queries in one forward pass (batch norm sees the query batch).
+  *Non-transductive*: one pass per query over the support set plus that query, keeping the
+  last prediction (batch norm sees support statistics only).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..parallel.executor import SerialExecutor, task_seeds
+from ..guard import check_finite
+from ..algorithms.maml import backpropagate_through_sgd
+from ..algorithms.optim import SGD, Adam
+from ..algorithms.meta_iteration import OuterSGD
+from ..stats import mean_and_interval
+from .tasks import mini_batches, sample_eval_task, sample_task, split_support_query
+
+
+@dataclass
+class InnerConfig:
+    """How a task is learned: optimiser, mini-batches and weight decay."""
+
+    learning_rate: float = 1e-3
+    sgd: bool = False
+    beta1: float = 0.0
+    batch: int = 5
+    iters: int = 20
+    replacement: bool = False
+    weight_decay: float = 1.0
+
+
+def make_inner_optimizer(config):
+    """Adam(β1 = ``config.beta1``) as the reference's default, or SGD with ``--sgd``."""
+    if config.sgd:
+        return SGD(config.learning_rate)
+    return Adam(config.learning_rate, beta1=config.beta1)
+
+
+class FewShotLearner:
+    """Meta-learning state and steps for a classification model.
+
+    Parameters
+    ----------
+    model : Model
+        Any model with loss ``cross_entropy`` over images.
+    phi : ndarray, shape (model.size,)
+        Meta-parameters, updated in place by :meth:`train_step`.
+    inner : InnerConfig
+    outer : OuterSGD or OuterAdam, optional
+    algorithm : {"reptile", "foml", "maml", "combination"}
+    tail_shots : int, optional
+        First-order MAML only: examples per class held out for the final inner step.
+    combination : Combination, optional
+        For ``algorithm="combination"``: which inner gradients make the meta-gradient.
+    augmentation : AffineAugmentation, optional
+        Distorts the images of every training task (never those of evaluation tasks).
+    """
+
+    def __init__(self, model, phi, inner, outer=None, algorithm="reptile", tail_shots=None,
+                 combination=None, augmentation=None):
+        if algorithm not in ("reptile", "foml", "maml", "combination"):
+            raise InputError(f"algorithm must be 'reptile', 'foml', 'maml' or 'combination', "
+                             f"got {algorithm!r}")
+        if algorithm == "maml" and (not inner.sgd or inner.weight_decay != 1):
+            raise InputError("second-order MAML needs inner SGD without weight decay (its "
+                             f"meta-gradient differentiates SGD steps), got sgd={inner.sgd}, "
+                             f"weight decay {inner.weight_decay}")
+        if (algorithm == "combination") != (combination is not None):
+            raise InputError("a gradient combination goes with algorithm='combination'")
+        if combination is not None:
+            self.coefficients = combination.coefficients(inner.iters)
+        if tail_shots is not None and (algorithm != "foml" or tail_shots < 1):
+            raise InputError(f"tail shots ({tail_shots!r}) need first-order MAML and a value >= 1")
+        self.model = model
+        self.phi = phi
+        self.inner = inner
+        self.outer = outer or OuterSGD()
+        self.algorithm = algorithm
+        self.tail_shots = tail_shots
+        self.combination = combination
+        self.augmentation = augmentation
+        self.optimizer = make_inner_optimizer(inner)
+        self._grad = np.empty_like(phi)
+        self._record = None  # list collecting each step's gradient while a combination adapts
+
+    # -- the inner loop ------------------------------------------------------------------
+    def _step(self, w, batch):
+        if self.inner.weight_decay != 1:
+            w *= w.dtype.type(self.inner.weight_decay)
+        loss, grad = self.model.loss_and_grad(w, batch.images, batch.labels, out=self._grad)
+        grad *= grad.dtype.type(len(batch.labels))  # mean → sum, as the reference
+        if self._record is not None:
+            self._record.append(grad.copy())
+        self.optimizer.step(w, grad)
+        return loss
+
+    def _train_batches(self, task, rng, iters, batch_size):
+        """The mini-batches of one task's inner loop (with the FOMAML tail as the last)."""
+        if self.algorithm == "foml" and self.tail_shots is not None:
+            split = split_support_query(task, self.tail_shots)
+            yield from mini_batches(split.support, batch_size, iters - 1, self.inner.replacement,
+                                    rng)
+            yield split.query
+            return
+        yield from mini_batches(task, batch_size, iters, self.inner.replacement, rng)
+
+    def adapt(self, w, task, rng):
+        """Run the inner loop on ``task`` from ``w`` (in place).
+
+        Returns
+        -------
+        update : ndarray, shape (size,)
+            The move this task asks of Φ before the outer step size: ``W − W₀`` (Reptile),
+            ``W_k − W_{k−1}`` (first-order MAML) or ``−α Σ c_i g_i`` (a combination).
+        losses : list of float
+            The mini-batch losses, each before its step.
+        """
+        start = w.copy() if self.algorithm == "reptile" else None
+        before_last = None
+        losses = []
+        trajectory = []  # MAML: (weights before the step, images, labels, gradient scale)
+        self._record = [] if self.combination is not None else None
+        try:
+            for batch in self._train_batches(task, rng, self.inner.iters, self.inner.batch):
+                if self.algorithm in ("foml", "maml"):
+                    before_last = w.copy()
+                if self.algorithm == "maml":
+                    trajectory.append((before_last, batch.images, batch.labels,
+                                       len(batch.labels)))
+                losses.append(self._step(w, batch))
+            if self.algorithm == "reptile":
+                update = w - start
+            elif self.algorithm == "foml":
+                update = w - before_last
+            elif self.algorithm == "maml":
+                # W_k − W_{k−1} = −α·s_k·∇L_k(W_{k−1}), carried back through steps 1 … k−1.
+                update = backpropagate_through_sgd(self.model, trajectory[:-1],
+                                                   w - before_last, self.inner.learning_rate)
+            else:
+                update = np.zeros_like(w)
+                for c, g in zip(self.coefficients, self._record):
+                    if c:
+                        update -= w.dtype.type(c * self.inner.learning_rate) * g
+        finally:
+            self._record = None
+        return update, losses
+
+    @property
+    def tasks_independent(self):
+        """True when nothing carries from one task's inner loop to the next (inner SGD), so
+        the tasks of a meta-batch may run in parallel. Inner Adam's moments carry over, as
+        the reference's do, which makes its tasks sequential."""
+        return isinstance(self.optimizer, SGD)
+
+    # -- one meta-iteration -------------------------------------------------------------
+    def train_step(self, classes, num_classes, num_shots, meta_batch, step_size, rng,
+                   executor=None):
+        """Sample ``meta_batch`` tasks, adapt to each from Φ, and update Φ in place.
+
+        Each task draws from its own stream (:func:`~minireptile.parallel.executor.task_seeds`), so
+        the result is the same whether the tasks run here one after another or, when they
+        are independent (:attr:`tasks_independent`), on the ``executor``'s workers.
+
+        Returns the mean inner-loop loss.
+        """
+        seeds = task_seeds(rng, meta_batch)
+        settings = (num_classes, num_shots)
+        if executor is not None and executor.workers > 1 and meta_batch > 1 \
+                and self.tasks_independent:
+            results = executor.map(_adapt_task, seeds, self, executor.share(classes), settings)
+        else:
+            results = [_adapt_task(self, classes, settings, seed) for seed in seeds]
+        updates = [update for update, _ in results]
+        losses = [loss for _, task_losses in results for loss in task_losses]
+        mean_update = updates[0] if len(updates) == 1 else np.mean(updates, axis=0,
+                                                                    dtype=self.phi.dtype)
+        # Both algorithms move Φ along an update direction; the outer optimiser sees its
+        # negative as a gradient (for Reptile, Φ − W̄).
+        self.outer.update(self.phi, -mean_update, step_size)
+        return float(np.mean(losses))
+
+    # -- evaluation ---------------------------------------------------------------------
+    def evaluate(self, classes, num_classes, num_shots, eval_batch, eval_iters, rng,
+                 transductive=False):
+        """Number of correctly classified queries (0..num_classes) on one new task.
+
+        The optimiser state and Φ are left exactly as they were.
+        """
+        task = sample_eval_task(classes, num_classes, num_shots, rng)
+        predictions = self.finetune_and_predict(task.support, task.query.images, eval_batch,
+                                                eval_iters, rng, transductive)
+        return int(np.sum(predictions == task.query.labels))
+
+    def finetune_and_predict(self, support, query_images, eval_batch, eval_iters, rng,
+                             transductive=False):
+        """Fine-tune a copy of Φ on ``support`` and predict the labels of ``query_images``.
+
+        Parameters
+        ----------
+        support : Task
+            Images (n, *input_shape) and labels (n,).
+        query_images : ndarray, shape (n_query, *input_shape)
+
+        Returns
+        -------
+        ndarray of int64, shape (n_query,)
+
+        Φ and the optimiser state are left exactly as they were.
+        """
+        saved = self.optimizer.state_dict()
+        try:
+            w = self.phi.copy()
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                for batch in mini_batches(support, eval_batch, eval_iters,
+                                          self.inner.replacement, rng):
+                    self._step(w, batch)
+            # A diverged fine-tuning predicts one class for every query: chance accuracy
+            # that would look like a result.
+            check_finite({"fine-tuned weights": w},
+                         f"fine-tuning diverged: lower --learning-rate "
+                         f"({self.inner.learning_rate}) or --eval-iters ({eval_iters})")
+            return self.predict_queries(w, support.images, query_images, transductive)
+        finally:
+            self.optimizer.load_state_dict(saved)
+
+    def predict_queries(self, w, support_images, query_images, transductive):
+        """Predicted labels of the queries after fine-tuning, shape (n_query,).
+
+        Raises :class:`~minireptile.guard.DivergedError` if an output is not finite (the
+        arg-max of NaNs is class 0 for every query, which would pass for a prediction)."""
+        if transductive:
+            return np.argmax(self._logits(w, query_images), axis=1)
+        out = np.empty(len(query_images), dtype=np.int64)
+        for i, query in enumerate(query_images):
+            batch = np.concatenate([support_images, query[None]])
+            out[i] = np.argmax(self._logits(w, batch)[-1])
+        return out
+
+    def _logits(self, w, images):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            logits = self.model.predict(w, images)
+        check_finite({"network outputs": logits},
+                     f"the fine-tuned network overflows: lower --learning-rate "
+                     f"({self.inner.learning_rate})")
+        return logits
+
+    # -- state for checkpoints ----------------------------------------------------------
+    def state_dict(self):
+        """Arrays and numbers that, with Φ, resume training exactly."""
+        state = {f"inner.{k}": v for k, v in self.optimizer.state_dict().items()}
+        state.update({f"outer.{k}": v for k, v in self.outer.state_dict().items()})
+        return state
+
+    def load_state_dict(self, state):
+        self.optimizer.load_state_dict(_strip(state, "inner."))
+        self.outer.load_state_dict(_strip(state, "outer."))
+
+
+def _adapt_task(learner, classes, settings, seed):
+    """One task of a meta-batch, drawn and learned from its own stream ``seed``:
+    ``(update, losses)`` as :meth:`FewShotLearner.adapt` returns them."""
+    num_classes, num_shots = settings
+    rng = np.random.default_rng(seed)
+    task = sample_task(classes, num_classes, num_shots, rng)
+    if learner.augmentation is not None:
+        # From the task's own stream, so the distortions do not depend on where it runs.
+        task = learner.augmentation.augment_task(task, rng)
+    return learner.adapt(learner.phi.copy(), task, rng)
+
+
+def evaluate_task(learner, classes, settings, seed):
+    """Correct queries of one new task drawn from its own stream ``seed``.
+
+    ``settings`` is ``(num_classes, num_shots, eval_batch, eval_iters, transductive)``.
+    """
+    num_classes, num_shots, eval_batch, eval_iters, transductive = settings
+    return learner.evaluate(classes, num_classes, num_shots, eval_batch, eval_iters,
+                            np.random.default_rng(seed), transductive)
+
+
+def evaluate_accuracy(learner, classes, num_classes, num_shots, eval_batch, eval_iters,
+                      num_samples, rng, transductive=False, progress=False, executor=None):
+    """Mean accuracy over ``num_samples`` new tasks, with the 95% interval's half-width.
+
+    Task ``i`` draws from its own stream (seeds from ``rng``), so the tasks can run on the
+    ``executor``'s workers (default: here, one after another) with the same result.
+
+    Returns
+    -------
+    (mean, half_width, per_task) where per_task is an array of accuracies in [0, 1].
+    """
+    executor = executor or SerialExecutor()
+    seeds = task_seeds(rng, num_samples)
+    settings = (num_classes, num_shots, eval_batch, eval_iters, transductive)
+    results = executor.imap(evaluate_task, seeds, learner, executor.share(classes), settings)
+    if progress:
+        from tqdm import tqdm
+
+        results = tqdm(results, total=num_samples, desc="evaluating", unit="task",
+                       mininterval=0.5)
+    per_task = np.array([correct / num_classes for correct in results], dtype=np.float64)
+    mean, half = mean_and_interval(per_task)
+    return mean, half, per_task
+
+
+def _strip(state, prefix):
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

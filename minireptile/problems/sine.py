@@ -1,0 +1,254 @@
+"""Few-shot sine-wave regression, the Reptile paper's toy problem.
+
+A task is ``y = a·sin(x + b)`` with ``a ~ U[0.1, 5]`` and ``b ~ U[0, 2π]``, observed at 50 points
+on ``linspace(−5, 5)``. The model is a 1→64→64→1 tanh MLP. Each meta-iteration trains a copy of
+Φ for one epoch over the 50 points in shuffled mini-batches of 10 (SGD, lr 0.02) and moves Φ
+towards the result, with ε annealed linearly from 0.1 to 0 over 30,000 iterations.
+
+With ``algorithm="foml"`` or ``"maml"`` the same mini-batches make the paper's k-batch
+first-order and second-order MAML instead: SGD on the first k − 1, then the gradient of the
+last batch's loss, ``g_k`` (FOMAML) or carried back through the k − 1 steps (MAML, see
+:mod:`minireptile.algorithms.maml`); Φ moves by ``ε·α·g``.
+"""
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..parallel.executor import SerialExecutor
+from ..guard import DivergedError, check_finite
+from ..algorithms.maml import backpropagate_through_sgd
+from ..algorithms.optim import SGD
+from ..algorithms.meta_iteration import linear_schedule, make_outer, reptile_step
+from ..stats import mean_and_interval
+
+X_ALL = np.linspace(-5, 5, 50)[:, None]
+EVAL_STEPS = (0, 1, 8, 32)
+ALGORITHMS = ("reptile", "foml", "maml")
+PLOT_STEPS = (0, 8, 16, 24, 32)
+
+
+@dataclass(frozen=True)
+class SineTask:
+    """``y = amplitude · sin(x + phase)``."""
+
+    amplitude: float
+    phase: float
+
+    def __call__(self, x):
+        return self.amplitude * np.sin(x + self.phase)
+
+
+def sample_task(rng):
+    """Draw a task: phase first, then amplitude (the order of the original script)."""
+    phase = rng.uniform(0, 2 * np.pi)
+    amplitude = rng.uniform(0.1, 5)
+    return SineTask(amplitude, phase)
+
+
+def sine_model(dtype=np.float32):
+    """The 1→64→64→1 tanh MLP with mean squared error, PyTorch-default initialisation."""
+    from ..models.model import mlp  # Numba: imported when a model is first needed
+
+    return mlp([1, 64, 64, 1], activation="tanh", loss="mse", dtype=dtype)
+
+
+@dataclass
+class SineConfig:
+    """Hyperparameters of sine meta-training (defaults are the paper's)."""
+
+    iterations: int = 30000
+    seed: int = 0
+    inner_lr: float = 0.02
+    inner_batch: int = 10
+    inner_epochs: int = 1
+    meta_step: float = 0.1
+    meta_step_final: float = 0.0
+    meta_batch: int = 1
+    outer: str = "sgd"
+    algorithm: str = "reptile"
+
+    def validate(self):
+        """Raise :class:`InputError` naming the first bad value."""
+        positive_ints = ("iterations", "inner_batch", "inner_epochs", "meta_batch")
+        for name in positive_ints:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise InputError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if self.inner_batch > len(X_ALL):
+            raise InputError(
+                f"inner-batch {self.inner_batch} is larger than the {len(X_ALL)} points of a task;"
+                f" use 1 to {len(X_ALL)}"
+            )
+        for name in ("inner_lr", "meta_step"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise InputError(f"{name.replace('_', '-')} must be a positive number, got {value!r}")
+        if not math.isfinite(self.meta_step_final) or self.meta_step_final < 0:
+            raise InputError(f"meta-step-final must be >= 0, got {self.meta_step_final!r}")
+        make_outer(self.outer)
+        if self.algorithm not in ALGORITHMS:
+            raise InputError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        return self
+
+
+def inner_sgd(model, w, x, y, rng, batch, epochs, lr, algorithm="reptile"):
+    """Train ``w`` in place with SGD: ``epochs`` passes over ``(x, y)`` in shuffled batches.
+
+    For ``"foml"`` and ``"maml"`` (k mini-batches in all) ``w`` ends at ``Φ − lr·g`` instead,
+    with ``g`` the meta-gradient of the last mini-batch's loss after k − 1 steps, so that the
+    Reptile outer step ``Φ + ε(W − Φ)`` becomes ``Φ − ε·lr·g``.
+
+    Returns the mean mini-batch loss (measured before each step).
+    """
+    batches = []
+    for _ in range(epochs):
+        order = rng.permutation(len(x))
+        batches.extend(order[start : start + batch] for start in range(0, len(x), batch))
+    if algorithm == "reptile":
+        return float(model.sgd_steps(w, x, y, batches, lr).mean())
+    phi = w.copy()
+    trajectory = []
+    losses = []
+    for idx in batches[:-1]:
+        if algorithm == "maml":
+            trajectory.append((w.copy(), x[idx], y[idx], 1.0))
+        losses.extend(model.sgd_steps(w, x, y, [idx], lr))
+    loss, grad = model.loss_and_grad(w, x[batches[-1]], y[batches[-1]])
+    losses.append(loss)
+    if algorithm == "maml":
+        grad = backpropagate_through_sgd(model, trajectory, grad, lr)
+    np.subtract(phi, w.dtype.type(lr) * grad, out=w)
+    return float(np.mean(losses))
+
+
+def train(config, progress=False, model=None):
+    """Meta-train Φ on sine tasks.
+
+    Parameters
+    ----------
+    config : SineConfig
+    progress : bool
+        Show a tqdm bar with the running inner-loop loss.
+
+    Returns
+    -------
+    phi : ndarray, shape (model.size,)
+    losses : ndarray, shape (iterations,)
+        Mean inner-loop loss of each meta-iteration.
+    """
+    config.validate()
+    model = model or sine_model()
+    rng = np.random.default_rng(config.seed)
+    phi = model.init_params(rng)
+    outer = make_outer(config.outer)
+    x = X_ALL.astype(model.dtype)
+    losses = np.empty(config.iterations)
+    task_loss = []
+
+    def adapt(w, task):
+        task_loss.append(
+            inner_sgd(model, w, x, task(x), rng, config.inner_batch, config.inner_epochs,
+                      config.inner_lr, config.algorithm)
+        )
+        return w
+
+    bar = _progress_bar(config.iterations) if progress else None
+    for it in range(config.iterations):
+        eps = linear_schedule(config.meta_step, config.meta_step_final, it, config.iterations)
+        tasks = [sample_task(rng) for _ in range(config.meta_batch)]
+        task_loss.clear()
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            reptile_step(phi, tasks, adapt, eps, outer)
+        losses[it] = sum(task_loss) / len(task_loss)
+        try:
+            check_finite({"inner loss": losses[it], "parameters": phi,
+                          **{f"optimiser state {k}": v for k, v in outer.state_dict().items()}},
+                         f"the step sizes are probably too large: lower --inner-lr "
+                         f"({config.inner_lr}) or --meta-step ({config.meta_step})")
+        except DivergedError as err:
+            raise DivergedError(f"sine meta-training diverged at iteration {it}: {err}") from None
+        if bar is not None:
+            bar.update(1)
+            if it % 200 == 199 or it == config.iterations - 1:
+                bar.set_postfix(loss=f"{losses[max(0, it - 199): it + 1].mean():.3f}", refresh=False)
+    if bar is not None:
+        bar.close()
+    return phi, losses
+
+
+def _progress_bar(total):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="meta-training", unit="it", mininterval=0.5)
+
+
+def finetune_curve(model, phi, task, train_idx, lr, steps):
+    """Fine-tune a copy of Φ on ``task`` at ``X_ALL[train_idx]`` with full-batch SGD.
+
+    Returns ``{step: (mse over all 50 points, predictions)}`` for each step in ``steps``.
+    """
+    x = X_ALL.astype(model.dtype)
+    y = task(x)
+    w = phi.copy()
+    grad = np.empty_like(w)
+    sgd = SGD(lr)
+    out = {}
+    for step in range(max(steps) + 1):
+        if step in steps:
+            with np.errstate(over="ignore", invalid="ignore"):
+                pred = model.predict(w, x)
+                out[step] = (float(np.mean((pred - y) ** 2)), pred)
+        if step < max(steps):
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                model.loss_and_grad(w, x[train_idx], y[train_idx], out=grad)
+                sgd.step(w, grad)
+    check_finite({"fine-tuned weights": w,
+                  "squared errors": np.array([mse for mse, _ in out.values()])},
+                 f"fine-tuning diverged: lower the learning rate ({lr})")
+    return out
+
+
+def heldout_tasks(n_tasks, seed, n_points=10):
+    """``n_tasks`` tasks with their ``n_points`` training indices, from their own seed."""
+    rng = np.random.default_rng(seed)
+    return [
+        (sample_task(rng), rng.choice(len(X_ALL), size=n_points, replace=False))
+        for _ in range(n_tasks)
+    ]
+
+
+def plot_task(seed):
+    """The fixed task and 10 points shown in the plot and scored as "loss on plotted curve"."""
+    ((task, idx),) = heldout_tasks(1, seed=[seed, 0xC0FFEE])
+    return task, idx
+
+
+def evaluate(model, phi, tasks, lr, steps=EVAL_STEPS, executor=None):
+    """Mean squared error over the 50 points after each of ``steps`` fine-tuning steps.
+
+    Parameters
+    ----------
+    tasks : list of (SineTask, indices), from :func:`heldout_tasks`
+    executor : SerialExecutor or ProcessExecutor, optional
+        Where the tasks are fine-tuned (default: here, in order); the result is the same.
+
+    Returns ``{step: (mean, 95% half-width)}`` over ``tasks``.
+    """
+    executor = executor or SerialExecutor()
+    errors = np.array(executor.map(_finetune_errors, tasks, model, phi, lr, tuple(steps)))
+    return {s: mean_and_interval(errors[:, i]) for i, s in enumerate(steps)}
+
+
+def _finetune_errors(model, phi, lr, steps, task_and_idx):
+    """Mean squared error after each of ``steps`` on one held-out task."""
+    task, idx = task_and_idx
+    curve = finetune_curve(model, phi, task, idx, lr, steps)
+    return [curve[s][0] for s in steps]
+
+
+def config_dict(config):
+    """The configuration as a plain dict (for saving beside the parameters)."""
+    return asdict(config)

@@ -1,0 +1,64 @@
+"""Atomic ``.npz`` files: written beside the target, flushed, then renamed into place.
+
+A crash at any moment leaves either the old file or the new one, never half of one. Files are
+read with ``allow_pickle=False``: a checkpoint is data, never code.
+"""
+
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from ..errors import InputError
+
+
+def save_npz_atomic(path, arrays, metadata=None):
+    """Write ``arrays`` (dict of str to array) and a JSON ``metadata`` dict to ``path``.
+
+    The metadata is stored as a UTF-8 byte array under the key ``"__metadata__"``.
+    """
+    arrays = dict(arrays)
+    if metadata is not None:
+        arrays["__metadata__"] = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(err, OSError):
+            # Name the file being written, not the temporary one (or none, as a full disk's
+            # write error does); the previous version of the file is untouched.
+            raise OSError(err.errno, f"{err.strerror or err} (not written; any previous "
+                          "version of the file is intact)", os.fspath(path)) from None
+        raise
+
+
+def load_npz(path):
+    """Read a file written by :func:`save_npz_atomic`: ``(arrays, metadata)``.
+
+    Raises :class:`InputError` for a missing, truncated or foreign file.
+    """
+    if not os.path.isfile(path):
+        raise InputError(f"checkpoint {path!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        raw = arrays.pop("__metadata__", None)
+        metadata = json.loads(raw.tobytes().decode()) if raw is not None else {}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+        # (json's and the decoder's errors are ValueErrors too)
+        raise InputError(
+            f"checkpoint {path!r} is not a readable .npz file ({err}); it may be truncated"
+        ) from None
+    if not isinstance(metadata, dict):
+        raise InputError(f"checkpoint {path!r} has malformed metadata")
+    return arrays, metadata
