@@ -79,7 +79,7 @@ def bench_meta_iteration(rounds, iterations):
     from minireptile.models.cnn import omniglot_cnn
     from minireptile.data.alphabets import AlphabetClassSet
     from minireptile.data.omniglot import omniglot_splits
-    from minireptile.runs.training import TrainConfig, make_learner
+    from minireptile.runs.config import TrainConfig, make_learner
 
     sources = [DATA / "images_background_small1.zip"]
     if not sources[0].is_file():

@@ -53,7 +53,7 @@ def worker_minireptile(algorithm, iterations, rounds):
     import numpy as np
 
     from minireptile.models.cnn import omniglot_cnn
-    from minireptile.runs.training import TrainConfig, make_learner
+    from minireptile.runs.config import TrainConfig, make_learner
 
     train, _ = classes()
     config = TrainConfig(classes=5, shots=1, train_shots=10, inner_batch=10, inner_iters=5,

@@ -87,7 +87,9 @@ def main(argv=None):
     from minireptile.runs.evaluation import evaluate_splits
     from minireptile.parallel.executor import make_executor
     from minireptile.stats import format_interval
-    from minireptile.runs.training import Run, TrainConfig, generators, train
+    from minireptile.runs.config import TrainConfig
+    from minireptile.runs.run import Run, generators
+    from minireptile.runs.training import train
 
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]

@@ -20,7 +20,8 @@ from minireptile.demo.networks import (
 from minireptile.demo.predict import SEED
 from minireptile.errors import InputError
 from minireptile.problems.tasks import mini_batch_indices
-from minireptile.runs.training import Run, TrainConfig, generators, make_learner
+from minireptile.runs.config import TrainConfig, make_learner
+from minireptile.runs.run import Run, generators
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"
 HELD_OUT = ("Japanese_(katakana)", "Sanskrit", "Tagalog")

@@ -17,7 +17,8 @@ from minireptile.cli.options import non_negative_float, positive_float
 from minireptile.errors import InputError
 from minireptile.problems.fewshot import FewShotLearner, InnerConfig
 from minireptile.guard import EXIT_DIVERGED, DivergedError
-from minireptile.runs.training import TrainConfig, train
+from minireptile.runs.config import TrainConfig
+from minireptile.runs.training import train
 
 from test_training import small_config, tiny_model, vector_classes
 

@@ -14,7 +14,8 @@ import pytest
 from minireptile.models.cnn import omniglot_cnn
 from minireptile.data.omniglot import omniglot_splits
 from minireptile.problems.fewshot import evaluate_accuracy
-from minireptile.runs.training import TrainConfig, generators, make_learner
+from minireptile.runs.config import TrainConfig, make_learner
+from minireptile.runs.run import generators
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"
 SOURCES = [DATA / "images_background_small1.zip", DATA / "images_background_small2.zip"]

@@ -15,7 +15,9 @@ from minireptile.data import ClassSet, ImagePool
 from minireptile.errors import InputError
 from minireptile.problems.fewshot import FewShotLearner, InnerConfig
 from minireptile.problems.tasks import Task
-from minireptile.runs.training import TrainConfig, Run, train
+from minireptile.runs.config import TrainConfig
+from minireptile.runs.run import Run
+from minireptile.runs.training import train
 
 
 def vector_classes(num_classes=8, per_class=6, dim=4, seed=0):

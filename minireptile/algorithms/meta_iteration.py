@@ -1,14 +1,17 @@
-"""The Reptile outer loop (Nichol, Achiam & Schulman, 2018), in plain NumPy.
+"""The meta-iteration of Reptile (Nichol, Achiam & Schulman, 2018), written once, in NumPy.
 
     initialise Φ
     repeat:
         sample tasks T_1 … T_n
-        W_i = k steps of SGD/Adam on T_i starting from Φ        (``adapt``)
-        Φ ← Φ + ε (W̄ − Φ),   W̄ = mean_i W_i                    (``OuterSGD``)
-        or: treat Φ − W̄ as a gradient for Adam                  (``OuterAdam``)
+        d_i = the direction task T_i asks of Φ, from k inner steps from Φ   (an algorithm of
+              :mod:`.directions`: for Reptile, d_i = W_i − Φ)
+        Φ ← Φ + ε·mean_i d_i                                 (:class:`OuterSGD`)
+        or: treat −mean_i d_i = Φ − W̄ as a gradient for Adam   (:class:`OuterAdam`)
 
-n = 1 is serial Reptile, n > 1 batched Reptile. With a single inner SGD step (k = 1) the
-update is ``Φ ← Φ − ε·α·∇L(Φ)``: joint training on the stream of tasks, the baseline.
+:func:`meta_step` is the last two lines, for every algorithm and problem; ε follows
+:func:`linear_schedule`. n = 1 is serial Reptile, n > 1 batched Reptile. With a single
+inner SGD step (k = 1) the update is ``Φ ← Φ − ε·α·∇L(Φ)``: joint training on the stream of
+tasks, the baseline.
 """
 
 import numpy as np
@@ -70,8 +73,48 @@ def make_outer(name):
     return OUTER_OPTIMIZERS[name]()
 
 
+def meta_step(phi, directions, step_size, outer=None):
+    """Move Φ along the mean of a meta-batch's update directions, in place: the one outer
+    update of every algorithm.
+
+    ``Φ ← Φ + ε·d̄`` with ``d̄ = mean_i d_i`` (:class:`OuterSGD`, the paper's interpolation
+    when ``d_i = W_i − Φ``), or Adam on the gradient ``−d̄`` (:class:`OuterAdam`).
+
+    Parameters
+    ----------
+    phi : ndarray, shape (size,)
+        Meta-parameters Φ, updated in place.
+    directions : sequence of ndarray, shape (size,)
+        One per task, in a fixed order (the mean is taken in that order, so the result does
+        not depend on where the tasks ran).
+    step_size : float
+        ε for this iteration.
+    outer : OuterSGD or OuterAdam, optional
+        Default :class:`OuterSGD`.
+
+    Returns
+    -------
+    ndarray, shape (size,)
+        ``d̄``.
+
+    Examples
+    --------
+    >>> phi = np.zeros(2)
+    >>> meta_step(phi, [np.array([1.0, 0.0]), np.array([0.0, 1.0])], 0.5)
+    array([0.5, 0.5])
+    >>> phi
+    array([0.25, 0.25])
+    """
+    if len(directions) == 0:
+        raise InputError("a meta-batch needs at least one task, got none")
+    mean = directions[0] if len(directions) == 1 else np.mean(directions, axis=0,
+                                                                dtype=phi.dtype)
+    (outer or OuterSGD()).update(phi, -mean, step_size)
+    return mean
+
+
 def reptile_step(phi, tasks, adapt, step_size, outer=None):
-    """One meta-iteration, updating ``phi`` in place.
+    """One Reptile meta-iteration with a hand-written inner loop, updating ``phi`` in place.
 
     Parameters
     ----------
@@ -89,11 +132,18 @@ def reptile_step(phi, tasks, adapt, step_size, outer=None):
     Returns
     -------
     w_mean : ndarray, shape (size,)
-        W̄, the mean of the task solutions (before the update).
+        W̄ = Φ + mean(W_i − Φ), the mean task solution (before the update).
+
+    Examples
+    --------
+    >>> phi = np.zeros(3)
+    >>> reptile_step(phi, ["a task"], lambda w, task: w + 1.0, step_size=0.1)
+    array([1., 1., 1.])
+    >>> phi
+    array([0.1, 0.1, 0.1])
     """
     if len(tasks) == 0:
         raise InputError("a meta-batch needs at least one task, got none")
-    solutions = [adapt(phi.copy(), task) for task in tasks]
-    w_mean = solutions[0] if len(solutions) == 1 else np.mean(solutions, axis=0, dtype=phi.dtype)
-    (outer or OuterSGD()).update(phi, phi - w_mean, step_size)
-    return w_mean
+    start = phi.copy()
+    directions = [adapt(phi.copy(), task) - phi for task in tasks]
+    return start + meta_step(phi, directions, step_size, outer)

@@ -6,7 +6,7 @@ import time
 
 from ..algorithms.combinations import REFERENCE_COMBINATIONS, parse_combinations
 from ..runs.rundata import describe_data
-from ..runs.training import generators
+from ..runs.run import generators
 from .options import add_parallel_arguments, non_negative_int, positive_float, positive_int
 from .data_commands import add_omniglot_arguments, omniglot_from_args, split_options
 from .taylor_command import register as register_taylor

@@ -22,15 +22,17 @@ from ..guard import DivergedError
 from ..algorithms.meta_iteration import OUTER_OPTIMIZERS
 from ..runs.rundata import SPLIT_OPTIONS, check_no_overlap, content_hash, describe_data
 from ..stats import format_interval
-from ..runs.training import (
+from ..runs.config import TrainConfig
+from ..runs.run import (
     CHECKPOINT_FILE,
-    TrainConfig,
-    check_checkpoint,
+    EVAL_OVERRIDES,
+    checkpoint_file,
     generators,
-    make_learner,
-    read_checkpoint,
-    train,
+    open_for_evaluation,
+    open_run,
+    restore_learner,
 )
+from ..runs.training import train
 from .options import (
     add_parallel_arguments,
     non_negative_float,
@@ -365,7 +367,7 @@ def _run_train(args, executor):
     if args.pretrained:
         # As the reference's --pretrained: the stored weights, evaluated with this command's
         # settings, on the run's own split of the same data.
-        _, arrays, meta = open_run(args.checkpoint, dataset, config.classes)
+        _, arrays, meta = open_run(args.checkpoint, dataset.model, config.classes)
         stored = TrainConfig.from_dict(meta["config"])
         if stored.seed != config.seed:
             raise InputError(f"the run in {args.checkpoint!r} was trained with --seed "
@@ -452,57 +454,6 @@ def _reuse_split(args, record):
             for k in SPLIT_OPTIONS if given[k] != record.get(k)]
 
 
-def _checkpoint_file(path):
-    return os.path.join(path, CHECKPOINT_FILE) if os.path.isdir(path) else path
-
-
-def open_run(path, dataset, classes=None):
-    """A run folder's (or checkpoint file's) network, arrays and metadata, read once.
-
-    ``classes``, when given, must be the number the network was trained for.
-    """
-    path = _checkpoint_file(path)
-    arrays, meta = read_checkpoint(path)
-    stored_classes = int(meta["config"]["classes"])
-    if classes is not None and classes != stored_classes:
-        raise InputError(f"the checkpoint's network classifies {stored_classes} classes, got "
-                         f"--classes {classes}; omit --classes or train a {classes}-way network")
-    model = dataset.model(stored_classes)
-    arrays, meta = check_checkpoint(path, arrays, meta, model)
-    return model, arrays, meta
-
-
-def restore_learner(model, arrays, meta, config):
-    """A learner holding the checkpoint's Φ and inner-optimiser state, set up by ``config``."""
-    stored = TrainConfig.from_dict(meta["config"])
-    learner = make_learner(model, arrays["phi"].copy(), config)
-    # Evaluating with the other inner optimiser (--sgd on an Adam run, or the reverse) starts
-    # it fresh: there are no moments to carry over.
-    if config.sgd == stored.sgd and config.outer == stored.outer:
-        learner.load_state_dict({k[len("state."):]: v for k, v in arrays.items()
-                                 if k.startswith("state.")})
-    return learner
-
-
-EVAL_OVERRIDES = ("shots", "inner_batch", "inner_iters", "replacement", "learning_rate",
-                  "eval_batch", "eval_iters", "weight_decay", "transductive", "sgd",
-                  "within_alphabet")
-
-
-def open_for_evaluation(checkpoint, dataset, overrides, classes=None):
-    """The network, the run's configuration with ``overrides`` laid over it, a learner
-    restored from the checkpoint, and the checkpoint's metadata.
-
-    ``overrides`` maps names of :data:`EVAL_OVERRIDES` to values (None: keep the stored one).
-    Not the seed: it chose the run's character split, which evaluation must reuse.
-    """
-    model, arrays, meta = open_run(checkpoint, dataset, classes)
-    stored = dict(meta["config"])
-    stored.update({k: v for k, v in overrides.items() if v is not None})
-    config = TrainConfig.from_dict(stored).validate()
-    return model, config, restore_learner(model, arrays, meta, config), meta
-
-
 def run_eval(args):
     from ..parallel.executor import make_executor
 
@@ -513,7 +464,7 @@ def run_eval(args):
 def _run_eval(args, executor):
     dataset = args.few_shot
     model, config, learner, meta = open_for_evaluation(
-        args.checkpoint, dataset, {name: getattr(args, name, None) for name in EVAL_OVERRIDES},
+        args.checkpoint, dataset.model, {name: getattr(args, name, None) for name in EVAL_OVERRIDES},
         classes=args.classes)
     record = meta["extra"].get("data")
     changed = _reuse_split(args, record)
@@ -533,5 +484,5 @@ def _run_eval(args, executor):
           f"{config.eval_iters} fine-tuning steps of {config.eval_batch}, "
           f"{'transductive' if config.transductive else 'non-transductive'}")
     _final_evaluation(learner, config, splits, chosen, args.eval_samples, progress, executor,
-                      os.path.dirname(_checkpoint_file(args.checkpoint)), eval_seed=args.seed)
+                      os.path.dirname(checkpoint_file(args.checkpoint)), eval_seed=args.seed)
     return 0

@@ -4,7 +4,6 @@ import argparse
 
 from ..errors import InputError
 from .options import add_parallel_arguments, non_negative_int, positive_int
-from .fewshot_commands import OMNIGLOT, open_for_evaluation
 
 NUM_RUNS = 20  # Lake's runs, each 20-way with one test image per class
 
@@ -91,11 +90,13 @@ def _run(args, executor):
     import numpy as np
 
     from ..data.lake_runs import load_lake_runs
+    from ..models.cnn import omniglot_cnn
     from ..problems.lake_benchmark import PUBLISHED, evaluate_runs, summary
+    from ..runs.run import open_for_evaluation
     from ..stats import format_interval
 
     runs = select_runs(load_lake_runs(args.runs), args.runs_subset, args.runs)
-    _, config, learner, _ = open_for_evaluation(args.checkpoint, OMNIGLOT, {
+    _, config, learner, _ = open_for_evaluation(args.checkpoint, omniglot_cnn, {
         "eval_batch": args.eval_batch, "eval_iters": args.eval_iters,
         "transductive": args.transductive})
     print(f"{len(runs)} runs; fine-tuning {config.eval_iters} steps of {config.eval_batch}, "

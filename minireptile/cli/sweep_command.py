@@ -7,7 +7,7 @@ import time
 from argparse import Namespace
 
 from ..errors import InputError
-from ..runs.training import TrainConfig
+from ..runs.config import TrainConfig
 from .fewshot_commands import DATASETS, _data_record, add_train_arguments, config_from_args
 
 # Flags a grid may vary: the training configuration, the data split, the final evaluation.
@@ -94,7 +94,7 @@ def _plan(args):
 def _run(args, executor, points, base, out):
     from ..stats import format_interval
     from ..runs.sweep import PLOT_FILE, TABLE_FILE, plot_results, read_result, write_table
-    from ..runs.training import Run
+    from ..runs.run import Run
 
     os.makedirs(out, exist_ok=True)
     finished = {d: read_result(d) for d, _ in points}
@@ -163,7 +163,8 @@ def run_point(dataset_name, base, point):
     """
     from ..runs.evaluation import evaluate_splits
     from ..runs.sweep import RESULT_FILE, plain, read_result, write_json_atomic
-    from ..runs.training import Run, generators, train
+    from ..runs.run import Run, generators
+    from ..runs.training import train
 
     directory, values = point
     done = read_result(directory)

@@ -10,7 +10,8 @@ import numpy as np
 from ..problems import sine
 from ..algorithms import taylor
 from ..errors import InputError
-from ..runs.training import TrainConfig, generators, make_learner
+from ..runs.config import TrainConfig, make_learner
+from ..runs.run import generators
 from .options import non_negative_int, positive_int
 from .data_commands import add_omniglot_arguments, omniglot_from_args
 
@@ -120,9 +121,10 @@ def _omniglot_problem(args):
     train_rng, _, _ = generators(args.seed)
     points = {"init": model.init_params(train_rng).astype(np.float64)}
     if args.checkpoint:
-        from .fewshot_commands import OMNIGLOT, open_run
+        from ..models.cnn import omniglot_cnn
+        from ..runs.run import open_run
 
-        _, arrays, _ = open_run(args.checkpoint, OMNIGLOT, args.classes)
+        _, arrays, _ = open_run(args.checkpoint, omniglot_cnn, args.classes)
         points["checkpoint"] = arrays["phi"].astype(np.float64)
         return model, draw, points
     iters = 300 if args.train_iters is None else args.train_iters

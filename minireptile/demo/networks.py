@@ -17,7 +17,8 @@ import numpy as np
 from ..runs.npzfile import load_npz
 from ..models.cnn import omniglot_cnn
 from ..errors import InputError
-from ..runs.training import CHECKPOINT_FILE, TrainConfig, check_checkpoint, read_checkpoint
+from ..runs.config import TrainConfig
+from ..runs.run import CHECKPOINT_FILE, check_checkpoint, read_checkpoint
 from .predict import FineTuning, Predictor
 
 BUILTIN_FILE = "omniglot_5way.npz"

@@ -35,12 +35,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
 from ..parallel.executor import SerialExecutor, task_seeds
 from ..guard import check_finite
-from ..algorithms.maml import backpropagate_through_sgd
+from ..algorithms.directions import make_algorithm
 from ..algorithms.optim import SGD, Adam
-from ..algorithms.meta_iteration import OuterSGD
+from ..algorithms.meta_iteration import OuterSGD, meta_step
 from ..stats import mean_and_interval
 from .tasks import mini_batches, sample_eval_task, sample_task, split_support_query
 
@@ -76,103 +75,68 @@ class FewShotLearner:
         Meta-parameters, updated in place by :meth:`train_step`.
     inner : InnerConfig
     outer : OuterSGD or OuterAdam, optional
-    algorithm : {"reptile", "foml", "maml", "combination"}
-    tail_shots : int, optional
-        First-order MAML only: examples per class held out for the final inner step.
-    combination : Combination, optional
-        For ``algorithm="combination"``: which inner gradients make the meta-gradient.
+    algorithm : Reptile, FirstOrderMAML, MAML or GradientCombination, or its name
+        What each task's inner loop contributes (:mod:`minireptile.algorithms.directions`);
+        a name is passed to :func:`~minireptile.algorithms.directions.make_algorithm` with
+        ``tail_shots`` and ``combination``.
     augmentation : AffineAugmentation, optional
         Distorts the images of every training task (never those of evaluation tasks).
+
+    Examples
+    --------
+    >>> from minireptile import InnerConfig, FewShotLearner, omniglot_cnn
+    >>> model = omniglot_cnn(5)
+    >>> learner = FewShotLearner(model, model.init_params(np.random.default_rng(0)),
+    ...                          InnerConfig(learning_rate=0.001, iters=5), algorithm="reptile")
+    >>> learner.algorithm
+    Reptile()
     """
 
     def __init__(self, model, phi, inner, outer=None, algorithm="reptile", tail_shots=None,
                  combination=None, augmentation=None):
-        if algorithm not in ("reptile", "foml", "maml", "combination"):
-            raise InputError(f"algorithm must be 'reptile', 'foml', 'maml' or 'combination', "
-                             f"got {algorithm!r}")
-        if algorithm == "maml" and (not inner.sgd or inner.weight_decay != 1):
-            raise InputError("second-order MAML needs inner SGD without weight decay (its "
-                             f"meta-gradient differentiates SGD steps), got sgd={inner.sgd}, "
-                             f"weight decay {inner.weight_decay}")
-        if (algorithm == "combination") != (combination is not None):
-            raise InputError("a gradient combination goes with algorithm='combination'")
-        if combination is not None:
-            self.coefficients = combination.coefficients(inner.iters)
-        if tail_shots is not None and (algorithm != "foml" or tail_shots < 1):
-            raise InputError(f"tail shots ({tail_shots!r}) need first-order MAML and a value >= 1")
+        self.algorithm = make_algorithm(algorithm, tail_shots, combination)
+        self.algorithm.check_inner(inner.sgd and inner.weight_decay == 1)
         self.model = model
         self.phi = phi
         self.inner = inner
         self.outer = outer or OuterSGD()
-        self.algorithm = algorithm
-        self.tail_shots = tail_shots
-        self.combination = combination
         self.augmentation = augmentation
         self.optimizer = make_inner_optimizer(inner)
         self._grad = np.empty_like(phi)
-        self._record = None  # list collecting each step's gradient while a combination adapts
 
     # -- the inner loop ------------------------------------------------------------------
     def _step(self, w, batch):
+        """One inner step on ``batch`` in place; returns the loss and the gradient followed
+        (this learner's buffer, overwritten by the next step)."""
         if self.inner.weight_decay != 1:
             w *= w.dtype.type(self.inner.weight_decay)
         loss, grad = self.model.loss_and_grad(w, batch.images, batch.labels, out=self._grad)
         grad *= grad.dtype.type(len(batch.labels))  # mean → sum, as the reference
-        if self._record is not None:
-            self._record.append(grad.copy())
         self.optimizer.step(w, grad)
-        return loss
+        return loss, grad
 
     def _train_batches(self, task, rng, iters, batch_size):
         """The mini-batches of one task's inner loop (with the FOMAML tail as the last)."""
-        if self.algorithm == "foml" and self.tail_shots is not None:
-            split = split_support_query(task, self.tail_shots)
-            yield from mini_batches(split.support, batch_size, iters - 1, self.inner.replacement,
-                                    rng)
-            yield split.query
-            return
-        yield from mini_batches(task, batch_size, iters, self.inner.replacement, rng)
+        tail_shots = self.algorithm.tail_shots
+        if tail_shots is not None:
+            split = split_support_query(task, tail_shots)
+            return [*mini_batches(split.support, batch_size, iters - 1, self.inner.replacement,
+                                  rng), split.query]
+        return list(mini_batches(task, batch_size, iters, self.inner.replacement, rng))
 
     def adapt(self, w, task, rng):
         """Run the inner loop on ``task`` from ``w`` (in place).
 
         Returns
         -------
-        update : ndarray, shape (size,)
-            The move this task asks of Φ before the outer step size: ``W − W₀`` (Reptile),
-            ``W_k − W_{k−1}`` (first-order MAML) or ``−α Σ c_i g_i`` (a combination).
+        direction : ndarray, shape (size,)
+            The move this task asks of Φ before the outer step size (see
+            :mod:`minireptile.algorithms.directions`): ``W − W₀`` for Reptile.
         losses : list of float
             The mini-batch losses, each before its step.
         """
-        start = w.copy() if self.algorithm == "reptile" else None
-        before_last = None
-        losses = []
-        trajectory = []  # MAML: (weights before the step, images, labels, gradient scale)
-        self._record = [] if self.combination is not None else None
-        try:
-            for batch in self._train_batches(task, rng, self.inner.iters, self.inner.batch):
-                if self.algorithm in ("foml", "maml"):
-                    before_last = w.copy()
-                if self.algorithm == "maml":
-                    trajectory.append((before_last, batch.images, batch.labels,
-                                       len(batch.labels)))
-                losses.append(self._step(w, batch))
-            if self.algorithm == "reptile":
-                update = w - start
-            elif self.algorithm == "foml":
-                update = w - before_last
-            elif self.algorithm == "maml":
-                # W_k − W_{k−1} = −α·s_k·∇L_k(W_{k−1}), carried back through steps 1 … k−1.
-                update = backpropagate_through_sgd(self.model, trajectory[:-1],
-                                                   w - before_last, self.inner.learning_rate)
-            else:
-                update = np.zeros_like(w)
-                for c, g in zip(self.coefficients, self._record):
-                    if c:
-                        update -= w.dtype.type(c * self.inner.learning_rate) * g
-        finally:
-            self._record = None
-        return update, losses
+        batches = self._train_batches(task, rng, self.inner.iters, self.inner.batch)
+        return self.algorithm.direction(_TaskSteps(self, batches), w)
 
     @property
     def tasks_independent(self):
@@ -199,14 +163,8 @@ class FewShotLearner:
             results = executor.map(_adapt_task, seeds, self, executor.share(classes), settings)
         else:
             results = [_adapt_task(self, classes, settings, seed) for seed in seeds]
-        updates = [update for update, _ in results]
-        losses = [loss for _, task_losses in results for loss in task_losses]
-        mean_update = updates[0] if len(updates) == 1 else np.mean(updates, axis=0,
-                                                                    dtype=self.phi.dtype)
-        # Both algorithms move Φ along an update direction; the outer optimiser sees its
-        # negative as a gradient (for Reptile, Φ − W̄).
-        self.outer.update(self.phi, -mean_update, step_size)
-        return float(np.mean(losses))
+        meta_step(self.phi, [direction for direction, _ in results], step_size, self.outer)
+        return float(np.mean([loss for _, task_losses in results for loss in task_losses]))
 
     # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, classes, num_classes, num_shots, eval_batch, eval_iters, rng,
@@ -283,6 +241,33 @@ class FewShotLearner:
     def load_state_dict(self, state):
         self.optimizer.load_state_dict(_strip(state, "inner."))
         self.outer.load_state_dict(_strip(state, "outer."))
+
+
+class _TaskSteps:
+    """One task's inner steps, as :mod:`minireptile.algorithms.directions` drives them: the
+    learner's optimiser on the mini-batches drawn for the task, each step following the
+    gradient of the summed loss."""
+
+    def __init__(self, learner, batches):
+        self.learner = learner
+        self.batches = batches
+        self.k = len(batches)
+        self.lr = learner.inner.learning_rate
+        self.model = learner.model
+        self.plain_sgd = learner.inner.sgd and learner.inner.weight_decay == 1
+
+    def run(self, w, start=0, stop=None):
+        return [self.learner._step(w, batch)[0] for batch in self.batches[start:stop]]
+
+    def step_with_gradient(self, w, i):
+        loss, grad = self.learner._step(w, self.batches[i])
+        return loss, grad.copy()
+
+    def batch(self, i):
+        return self.batches[i].images, self.batches[i].labels
+
+    def scale(self, i):
+        return len(self.batches[i].labels)
 
 
 def _adapt_task(learner, classes, settings, seed):

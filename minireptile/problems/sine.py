@@ -19,9 +19,9 @@ import numpy as np
 from ..errors import InputError
 from ..parallel.executor import SerialExecutor
 from ..guard import DivergedError, check_finite
-from ..algorithms.maml import backpropagate_through_sgd
+from ..algorithms.directions import make_algorithm
 from ..algorithms.optim import SGD
-from ..algorithms.meta_iteration import linear_schedule, make_outer, reptile_step
+from ..algorithms.meta_iteration import linear_schedule, make_outer, meta_step
 from ..stats import mean_and_interval
 
 X_ALL = np.linspace(-5, 5, 50)[:, None]
@@ -94,34 +94,52 @@ class SineConfig:
         return self
 
 
-def inner_sgd(model, w, x, y, rng, batch, epochs, lr, algorithm="reptile"):
-    """Train ``w`` in place with SGD: ``epochs`` passes over ``(x, y)`` in shuffled batches.
+class _SineSteps:
+    """One sine task's inner steps, as :mod:`minireptile.algorithms.directions` drives them:
+    plain SGD on the mean squared error of each mini-batch of ``(x, y)`` (several steps at
+    once through :meth:`Model.sgd_steps`, which a fused MLP runs in one kernel call)."""
 
-    For ``"foml"`` and ``"maml"`` (k mini-batches in all) ``w`` ends at ``Φ − lr·g`` instead,
-    with ``g`` the meta-gradient of the last mini-batch's loss after k − 1 steps, so that the
-    Reptile outer step ``Φ + ε(W − Φ)`` becomes ``Φ − ε·lr·g``.
+    plain_sgd = True
 
-    Returns the mean mini-batch loss (measured before each step).
+    def __init__(self, model, x, y, batches, lr):
+        self.model, self.x, self.y, self.batches, self.lr = model, x, y, batches, lr
+        self.k = len(batches)
+
+    def run(self, w, start=0, stop=None):
+        batches = self.batches[start:stop]
+        return list(self.model.sgd_steps(w, self.x, self.y, batches, self.lr)) if batches else []
+
+    def step_with_gradient(self, w, i):
+        loss, grad = self.model.loss_and_grad(w, *self.batch(i))
+        w -= w.dtype.type(self.lr) * grad
+        return loss, grad
+
+    def batch(self, i):
+        return self.x[self.batches[i]], self.y[self.batches[i]]
+
+    def scale(self, i):
+        return 1.0
+
+
+def adapt(model, algorithm, w, x, y, rng, batch, epochs, lr):
+    """One task's inner loop from ``w`` (changed in place): ``epochs`` passes of SGD over
+    ``(x, y)`` in shuffled mini-batches of ``batch``, run by ``algorithm``.
+
+    Returns
+    -------
+    direction : ndarray, shape (model.size,)
+        The move the task asks of Φ (``W − Φ`` for Reptile; ``−lr·g`` for first-order and
+        second-order MAML, with ``g`` the meta-gradient of the last mini-batch's loss after
+        the k − 1 steps before it).
+    loss : float
+        The mean mini-batch loss (measured before each step).
     """
     batches = []
     for _ in range(epochs):
         order = rng.permutation(len(x))
         batches.extend(order[start : start + batch] for start in range(0, len(x), batch))
-    if algorithm == "reptile":
-        return float(model.sgd_steps(w, x, y, batches, lr).mean())
-    phi = w.copy()
-    trajectory = []
-    losses = []
-    for idx in batches[:-1]:
-        if algorithm == "maml":
-            trajectory.append((w.copy(), x[idx], y[idx], 1.0))
-        losses.extend(model.sgd_steps(w, x, y, [idx], lr))
-    loss, grad = model.loss_and_grad(w, x[batches[-1]], y[batches[-1]])
-    losses.append(loss)
-    if algorithm == "maml":
-        grad = backpropagate_through_sgd(model, trajectory, grad, lr)
-    np.subtract(phi, w.dtype.type(lr) * grad, out=w)
-    return float(np.mean(losses))
+    direction, losses = algorithm.direction(_SineSteps(model, x, y, batches, lr), w)
+    return direction, float(np.mean(losses))
 
 
 def train(config, progress=False, model=None):
@@ -132,37 +150,39 @@ def train(config, progress=False, model=None):
     config : SineConfig
     progress : bool
         Show a tqdm bar with the running inner-loop loss.
+    model : Model, optional
+        Default :func:`sine_model`.
 
     Returns
     -------
     phi : ndarray, shape (model.size,)
     losses : ndarray, shape (iterations,)
         Mean inner-loop loss of each meta-iteration.
+
+    Examples
+    --------
+    >>> phi, losses = train(SineConfig(iterations=100))
+    >>> phi.shape, losses.shape
+    ((4353,), (100,))
     """
     config.validate()
     model = model or sine_model()
+    algorithm = make_algorithm(config.algorithm)
     rng = np.random.default_rng(config.seed)
     phi = model.init_params(rng)
     outer = make_outer(config.outer)
     x = X_ALL.astype(model.dtype)
     losses = np.empty(config.iterations)
-    task_loss = []
-
-    def adapt(w, task):
-        task_loss.append(
-            inner_sgd(model, w, x, task(x), rng, config.inner_batch, config.inner_epochs,
-                      config.inner_lr, config.algorithm)
-        )
-        return w
 
     bar = _progress_bar(config.iterations) if progress else None
     for it in range(config.iterations):
         eps = linear_schedule(config.meta_step, config.meta_step_final, it, config.iterations)
         tasks = [sample_task(rng) for _ in range(config.meta_batch)]
-        task_loss.clear()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            reptile_step(phi, tasks, adapt, eps, outer)
-        losses[it] = sum(task_loss) / len(task_loss)
+            adapted = [adapt(model, algorithm, phi.copy(), x, task(x), rng, config.inner_batch,
+                             config.inner_epochs, config.inner_lr) for task in tasks]
+            meta_step(phi, [direction for direction, _ in adapted], eps, outer)
+        losses[it] = sum(loss for _, loss in adapted) / len(adapted)
         try:
             check_finite({"inner loss": losses[it], "parameters": phi,
                           **{f"optimiser state {k}": v for k, v in outer.state_dict().items()}},

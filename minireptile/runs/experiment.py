@@ -27,7 +27,9 @@ import numpy as np
 
 from ..algorithms.combinations import parse_combination
 from ..parallel.executor import SerialExecutor
-from .training import METRICS_FILE, Run, TrainConfig, train
+from .config import TrainConfig
+from .run import METRICS_FILE, Run
+from .training import train
 
 SHARED = dict(sgd=True, inner_batch=25, learning_rate=0.003, meta_step=0.25,
               meta_step_final=0.0, eval_batch=25, eval_iters=5, eval_interval=1,
