@@ -70,7 +70,7 @@ def test_unknown_names_are_rejected(bad):
 
 
 def test_k_smaller_than_needed_is_rejected():
-    with pytest.raises(InputError, match="needs at least 3 inner steps, got --inner-iters 2"):
+    with pytest.raises(InputError, match="needs at least 3 inner steps, got inner_iters=2"):
         parse_combination("g1+g3").coefficients(2)
 
 

@@ -52,7 +52,7 @@ def test_short_run_writes_curves_plot_and_table(tmp_path, synthetic_omniglot, ca
     (["train", "omniglot", "--sgd", "--combination", "sideways"],
      "unknown gradient combination"),
     (["train", "omniglot", "--combination", "g1+g2", "--inner-iters", "2"],
-     "--combination needs --sgd"),
+     "needs --sgd"),
 ])
 def test_bad_combinations_exit_2_with_one_line(tmp_path, synthetic_omniglot, capsys, extra,
                                                message):

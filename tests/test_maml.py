@@ -163,7 +163,7 @@ def _train(data, checkpoint, *extra):
     (["--maml", "--sgd", "--foml"], "--maml excludes --foml"),
     (["--maml", "--sgd", "--combination", "g1+g2"], "--maml excludes --combination"),
     (["--maml"], "--maml needs --sgd"),
-    (["--maml", "--sgd", "--weight-decay", "0.9"], "no --weight-decay"),
+    (["--maml", "--sgd", "--weight-decay", "0.9"], "--weight-decay 1"),
 ])
 def test_train_rejects_maml_with_another_algorithm_or_inner_adam(tmp_path, synthetic_omniglot,
                                                                  capsys, extra, message):

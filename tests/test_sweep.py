@@ -155,7 +155,7 @@ def test_sweep_killed_midway_finishes_only_the_missing_work(tmp_path, synthetic_
     (["--grid", "sgd=maybe"], "--grid sgd takes true or false, got 'maybe'"),
     (["--grid", "outer=sgd,rmsprop"], "--grid outer: 'rmsprop' is not one of"),
     (["--grid", "meta-step=1", "--grid", "meta-step=2"], "--grid meta-step is given twice"),
-    (["--grid", "foml-tail=1,2"], "run foml-tail=1: --foml-tail needs --foml"),
+    (["--grid", "foml-tail=1,2"], "run foml-tail=1: --foml-tail 1 needs --foml"),
     (["--resume"], "drop --resume"),
     (["--checkpoint", "x"], "drop --checkpoint x"),
 ])

@@ -190,7 +190,7 @@ def test_same_seed_same_parameters_and_resume_guards(tmp_path):
         train(model, classes, classes, small_config(), tmp_path / "a", **quiet)
     with pytest.raises(InputError, match="nothing to resume"):
         train(model, classes, classes, small_config(), tmp_path / "c", resume=True, **quiet)
-    with pytest.raises(InputError, match="--inner-iters"):
+    with pytest.raises(InputError, match="inner_iters="):
         train(model, classes, classes, small_config(inner_iters=3), tmp_path / "a",
               resume=True, **quiet)
     with pytest.raises(InputError, match="parameters"):

@@ -161,7 +161,7 @@ def test_run_stores_the_setting_and_evaluation_reuses_it(three_alphabets, tmp_pa
     assert "4-way 1-shot within one alphabet" in out and "Test accuracy" in out
     # Resuming needs the same setting, like any other.
     code = main(_train_args(three_alphabets, run, "--classes", "4", "--augment", "--resume"))
-    assert code == 2 and "--within-alphabet False" in capsys.readouterr().err
+    assert code == 2 and "no --within-alphabet (checkpoint: True)" in capsys.readouterr().err
 
 
 def test_eval_within_alphabet_on_a_run_trained_on_random_tasks(three_alphabets, tmp_path,

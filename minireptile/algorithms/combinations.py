@@ -55,7 +55,7 @@ class Combination:
         """The weight of each of g1 … gk, a list of length k."""
         if k < self.needs_k:
             raise InputError(f"combination {self.name!r} needs at least {self.needs_k} inner "
-                             f"steps, got --inner-iters {k}")
+                             f"steps, got inner_iters={k}")
         if self.kind == "reptile":
             return [1.0] * k
         if self.kind == "last":

@@ -19,7 +19,6 @@ from typing import Callable
 
 from ..errors import InputError
 from ..guard import DivergedError
-from ..algorithms.meta_iteration import OUTER_OPTIMIZERS
 from ..runs.rundata import SPLIT_OPTIONS, check_no_overlap, content_hash, describe_data
 from ..stats import format_interval
 from ..runs.config import TrainConfig
@@ -35,14 +34,14 @@ from ..runs.run import (
 from ..runs.training import train
 from .options import (
     add_parallel_arguments,
-    non_negative_float,
+    add_setting_options,
+    as_flags,
+    config_from_args,
     non_negative_int,
-    positive_float,
     positive_int,
 )
 from .data_commands import add_cache_arguments, add_omniglot_arguments, omniglot_from_args, split_options
 
-DEFAULTS = TrainConfig()
 SPLIT_LABELS = {"train": "Train", "val": "Validation", "test": "Test"}
 
 
@@ -86,44 +85,15 @@ class FewShotDataset:
     alphabets: bool = False  # classes carry an alphabet: --within-alphabet and --augment
 
 
-def add_reference_arguments(p, defaults=True):
-    """The reference's flags. With ``defaults=False`` every default is None, so an
-    evaluation can tell which settings the user overrides and take the rest from the
-    checkpoint."""
-
-    def d(name):
-        return getattr(DEFAULTS, name) if defaults else None
-
-    default = "(default %(default)s)" if defaults else "(default: the run's)"
-
-    p.add_argument("--seed", type=non_negative_int, default=d("seed"),
-                   help="random seed (default %(default)s)" if defaults else
-                        "seed of the evaluation tasks (default: the run's seed + 1 for the "
-                        "final evaluation's tasks)")
-    p.add_argument("--classes", type=positive_int, default=d("classes"),
-                   help="classes per task, N " + default)
-    p.add_argument("--shots", type=positive_int, default=d("shots"),
-                   help="examples per class in evaluation tasks, K " + default)
-    p.add_argument("--inner-batch", type=positive_int, default=d("inner_batch"),
-                   help="inner mini-batch size " + default)
-    p.add_argument("--inner-iters", type=positive_int, default=d("inner_iters"),
-                   help="inner steps per task " + default)
-    p.add_argument("--replacement", action="store_true", default=None if not defaults else False,
-                   help="sample inner mini-batches with replacement")
-    p.add_argument("--learning-rate", type=positive_float, default=d("learning_rate"),
-                   help="inner Adam/SGD step size " + default)
-    p.add_argument("--eval-batch", type=positive_int, default=d("eval_batch"),
-                   help="mini-batch size when fine-tuning for evaluation " + default)
-    p.add_argument("--eval-iters", type=positive_int, default=d("eval_iters"),
-                   help="fine-tuning steps for evaluation " + default)
-    p.add_argument("--weight-decay", type=positive_float, default=d("weight_decay"),
-                   help="multiply the weights by this rate before every inner step "
-                        + ("(default 1: none)" if defaults else default))
-    p.add_argument("--transductive", action="store_true",
-                   default=None if not defaults else False,
-                   help="classify all query images in one batch (batch norm sees them all)")
-    p.add_argument("--sgd", action="store_true", default=None if not defaults else False,
-                   help="inner SGD instead of Adam (beta1 = 0)")
+# The reference's flags that an evaluation may also override.
+REFERENCE_SETTINGS = ("classes", "shots", "inner_batch", "inner_iters", "replacement",
+                      "learning_rate", "eval_batch", "eval_iters", "weight_decay",
+                      "transductive", "sgd")
+TRAINING_SETTINGS = ("train_shots", "meta_step", "meta_step_final", "meta_batch", "meta_iters",
+                     "eval_interval", "foml", "foml_tail", "maml", "combination", "outer",
+                     "checkpoint_interval")
+ONESHOT_SETTINGS = ("within_alphabet", "augment", "augment_rotation", "augment_shear",
+                    "augment_scale", "augment_translate")
 
 
 def register_train(sub, dataset):
@@ -136,73 +106,20 @@ def register_train(sub, dataset):
 def add_train_arguments(p, dataset):
     """Every flag of ``train DATASET`` (``sweep DATASET`` takes them too)."""
     dataset.add_data_arguments(p)
-    add_reference_arguments(p)
+    add_setting_options(p, TrainConfig, ("seed",) + REFERENCE_SETTINGS)
     p.add_argument("--checkpoint", default="model_checkpoint", metavar="DIR",
                    help="run folder: checkpoint.npz and metrics.jsonl (default %(default)s)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --checkpoint where it stopped")
     p.add_argument("--pretrained", action="store_true",
                    help="skip training: evaluate the finished run in --checkpoint")
-    p.add_argument("--train-shots", type=non_negative_int, default=DEFAULTS.train_shots,
-                   help="examples per class in training tasks (default: --shots)")
-    p.add_argument("--meta-step", type=positive_float, default=DEFAULTS.meta_step,
-                   help="outer step size at the start (default %(default)s)")
-    p.add_argument("--meta-step-final", type=non_negative_float, default=DEFAULTS.meta_step_final,
-                   help="outer step size at the end, annealed linearly (default %(default)s)")
-    p.add_argument("--meta-batch", type=positive_int, default=DEFAULTS.meta_batch,
-                   help="tasks per outer step (default %(default)s)")
-    p.add_argument("--meta-iters", type=positive_int, default=DEFAULTS.meta_iters,
-                   help="outer steps (default %(default)s)")
     p.add_argument("--eval-samples", type=non_negative_int, default=10000,
                    help="tasks in the final evaluation (default %(default)s)")
-    p.add_argument("--eval-interval", type=positive_int, default=DEFAULTS.eval_interval,
-                   help="iterations between evaluations during training (default %(default)s)")
-    p.add_argument("--foml", action="store_true", help="first-order MAML instead of Reptile")
-    p.add_argument("--foml-tail", type=positive_int, default=None,
-                   help="FOMAML: examples per class held out for the final inner step")
-    p.add_argument("--maml", action="store_true",
-                   help="second-order MAML (exact meta-gradient through the inner SGD steps; "
-                        "needs --sgd)")
-    p.add_argument("--combination", default="", metavar="NAME",
-                   help="meta-gradient from inner gradients, e.g. g1+g2, (g1+g2)/2, g2, "
-                        "reptile, last (default: plain Reptile, or FOMAML with --foml)")
-    p.add_argument("--outer", choices=sorted(OUTER_OPTIMIZERS), default=DEFAULTS.outer,
-                   help="outer update: sgd = Φ+ε(W̄−Φ); adam = Adam on Φ−W̄ (default %(default)s)")
-    p.add_argument("--checkpoint-interval", type=positive_int,
-                   default=DEFAULTS.checkpoint_interval,
-                   help="iterations between checkpoints (default %(default)s)")
+    add_setting_options(p, TrainConfig, TRAINING_SETTINGS)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     if dataset.alphabets:
-        add_oneshot_arguments(p)
+        add_setting_options(p, TrainConfig, ONESHOT_SETTINGS)
     add_parallel_arguments(p)
-
-
-def add_oneshot_arguments(p, training=True):
-    """``--within-alphabet`` and, for training, ``--augment`` with its ranges."""
-    p.add_argument("--within-alphabet", action="store_true",
-                   default=DEFAULTS.within_alphabet if training else None,
-                   help="draw the N classes of every task from one alphabet, chosen uniformly "
-                        "among those with at least N classes (Lake's one-shot runs)"
-                        + ("" if training else " (default: as the run was trained)"))
-    if not training:
-        return
-    p.add_argument("--augment", action="store_true",
-                   help="distort every training image with a random affine map (Koch et al. "
-                        "2015); evaluation images are never distorted")
-    p.add_argument("--augment-rotation", type=non_negative_float,
-                   default=DEFAULTS.augment_rotation,
-                   metavar="DEG", help="largest rotation in degrees, 0 to <180 "
-                                       "(default %(default)s)")
-    p.add_argument("--augment-shear", type=non_negative_float,
-                   default=DEFAULTS.augment_shear,
-                   help="largest shear factor, 0 to <1 (default %(default)s)")
-    p.add_argument("--augment-scale", type=non_negative_float,
-                   default=DEFAULTS.augment_scale,
-                   help="largest relative change of scale, 0 to <1 (default %(default)s: "
-                        "scales 0.8 to 1.2)")
-    p.add_argument("--augment-translate", type=non_negative_float,
-                   default=DEFAULTS.augment_translate,
-                   metavar="PIXELS", help="largest shift in pixels (default %(default)s)")
 
 
 def register_eval(sub, dataset):
@@ -213,7 +130,10 @@ def register_eval(sub, dataset):
         "and its split included; a split whose test classes overlap the run's training "
         "classes is refused unless --allow-train-overlap is given.")
     dataset.add_data_arguments(p, evaluating=True)
-    add_reference_arguments(p, defaults=False)
+    p.add_argument("--seed", type=non_negative_int, default=None,
+                   help="seed of the evaluation tasks (default: the run's seed + 1 for the "
+                        "final evaluation's tasks)")
+    add_setting_options(p, TrainConfig, REFERENCE_SETTINGS, defaults=False)
     p.add_argument("--checkpoint", required=True, metavar="DIR_OR_FILE",
                    help="a run folder or its checkpoint.npz")
     p.add_argument("--eval-samples", type=positive_int, default=10000,
@@ -229,30 +149,9 @@ def register_eval(sub, dataset):
                         "on (the output then says the accuracy is not a held-out one)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     if dataset.alphabets:
-        add_oneshot_arguments(p, training=False)
+        add_setting_options(p, TrainConfig, ("within_alphabet",), defaults=False)
     add_parallel_arguments(p)
     p.set_defaults(run=run_eval, few_shot=dataset)
-
-
-def config_from_args(args):
-    return TrainConfig(
-        classes=args.classes, shots=args.shots, train_shots=args.train_shots,
-        inner_batch=args.inner_batch, inner_iters=args.inner_iters,
-        replacement=args.replacement, learning_rate=args.learning_rate,
-        meta_step=args.meta_step, meta_step_final=args.meta_step_final,
-        meta_batch=args.meta_batch, meta_iters=args.meta_iters, eval_batch=args.eval_batch,
-        eval_iters=args.eval_iters, eval_interval=args.eval_interval,
-        weight_decay=args.weight_decay, transductive=args.transductive, foml=args.foml,
-        foml_tail=args.foml_tail or 0, maml=args.maml, sgd=args.sgd, seed=args.seed,
-        outer=args.outer,
-        combination=args.combination,
-        checkpoint_interval=args.checkpoint_interval,
-        **{name: getattr(args, name) for name in ONESHOT_SETTINGS if hasattr(args, name)},
-    )
-
-
-ONESHOT_SETTINGS = ("within_alphabet", "augment", "augment_rotation", "augment_shear",
-                    "augment_scale", "augment_translate")
 
 
 def _task_splits(splits, config):
@@ -361,7 +260,7 @@ def run_train(args):
 
 def _run_train(args, executor):
     dataset = args.few_shot
-    config = config_from_args(args).validate()
+    config = config_from_args(TrainConfig, args).validate()
     progress = not args.no_progress
     _check_run_folder(args)
     if args.pretrained:
@@ -477,7 +376,7 @@ def _run_eval(args, executor):
               + (f"; split changed: {', '.join(changed)}" if changed else "; the run's split"))
     for line in check_no_overlap(record, splits, chosen, args.allow_train_overlap,
                                  SPLIT_LABELS):
-        print(line)
+        print(as_flags(line, {"allow_train_overlap": "--allow-train-overlap"}))
     splits = _task_splits(splits, config)
     print(f"evaluating {model.name}: {config.classes}-way {config.shots}-shot"
           f"{' within one alphabet' if config.within_alphabet else ''}, "

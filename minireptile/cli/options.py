@@ -1,53 +1,102 @@
-"""Argument types shared by the sub-commands: each rejects bad values with a clear message."""
+"""Options shared by the sub-commands: argument types from the settings' kinds, options
+made from declared settings, and library messages rewritten in flags."""
 
 import argparse
-import math
 import os
+import re
+
+from ..settings import COUNT, COUNT_OR_ZERO, NON_NEGATIVE, POSITIVE, declared
 
 
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def argument_type(kind):
+    """An argparse ``type`` for values of ``kind`` (:class:`minireptile.settings.Kind`):
+    NaN, infinities and out-of-range values are refused with what is accepted."""
+
+    def parse(text):
+        try:
+            return kind.parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    parse.__name__ = kind.describe()
+    parse.kind = kind
+    return parse
 
 
-def non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+positive_int = argument_type(COUNT)
+non_negative_int = argument_type(COUNT_OR_ZERO)
+positive_float = argument_type(POSITIVE)
+non_negative_float = argument_type(NON_NEGATIVE)
 
 
-def _number(text, wanted):
-    """``float(text)``, refusing NaN and infinities (every numeric flag is a finite number)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected {wanted} (finite), got {text}")
-    return value
+def flag_of(name, declaration=None):
+    """The command-line flag of setting ``name``: ``--name-with-dashes`` unless declared."""
+    if declaration is not None and declaration.flag:
+        return declaration.flag
+    return "--" + name.replace("_", "-")
 
 
-def positive_float(text):
-    value = _number(text, "a positive number")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
+def add_setting_options(parser, config, names=None, defaults=True):
+    """Add the options of ``config``'s declared settings (all, or ``names`` in that order).
+
+    With ``defaults=False`` every default is None, so a command can tell which settings the
+    user gave (an evaluation takes the others from the run)."""
+    declarations = dict(declared(config))
+    for name in names or declarations:
+        declaration = declarations[name]
+        kind = declaration.kind
+        default = getattr(config, name) if defaults else None
+        shown = "" if not defaults or kind.type == "flag" else " (default %(default)s)"
+        if not defaults and kind.type != "flag":
+            shown = " (default: the run's)"
+        options = {"dest": name, "default": default, "help": declaration.help + shown}
+        if kind.type == "flag":
+            parser.add_argument(flag_of(name, declaration), action="store_true", **options)
+        elif kind.type == "choice":
+            parser.add_argument(flag_of(name, declaration), choices=kind.choices, **options)
+        else:
+            if kind.type != "text":
+                options["type"] = argument_type(kind)
+            parser.add_argument(flag_of(name, declaration), metavar=declaration.metavar,
+                                **options)
 
 
-def non_negative_float(text):
-    value = _number(text, "a number >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
+def config_from_args(config_class, args):
+    """A ``config_class`` from the parsed options named like its declared settings (the
+    settings the command does not offer keep their defaults)."""
+    return config_class(**{name: getattr(args, name) for name, _ in declared(config_class)
+                           if getattr(args, name, None) is not None})
+
+
+_PARAMETER = re.compile(r"(?<![\w.-])([a-z][a-z0-9_]*)=(True|False|'[^']*'|\S+?)(?=[\s,;:)]|$)")
+
+
+def as_flags(message, flags):
+    """A library message with its ``name=value`` parameters written as flags: ``--name
+    value``, ``--name`` for True and ``no --name`` for False; a name with an underscore is
+    also replaced where it stands alone. ``flags`` maps the parameter names the command
+    offers to their flags; other names are left as they are.
+
+    >>> as_flags("maml=True needs sgd=True and weight_decay=1", {"maml": "--maml",
+    ...          "sgd": "--sgd", "weight_decay": "--weight-decay"})
+    '--maml needs --sgd and --weight-decay 1'
+    """
+
+    def flag(match):
+        name, value = match.groups()
+        if name not in flags:
+            return match.group(0)
+        if value == "True":
+            return flags[name]
+        if value == "False":
+            return f"no {flags[name]}"
+        return f"{flags[name]} {value}"
+
+    message = _PARAMETER.sub(flag, message)
+    for name, option in flags.items():
+        if "_" in name:  # never an ordinary word: a bare mention ("lower inner_lr") is a flag
+            message = re.sub(rf"(?<![\w.-]){name}(?![\w=])", option, message)
+    return message
 
 
 def add_parallel_arguments(parser, workers=True):

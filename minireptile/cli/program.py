@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from .commands import COMMANDS
+from .options import as_flags, flag_of
 from ..errors import InputError
 from ..guard import EXIT_DIVERGED, DivergedError
 
@@ -49,18 +50,47 @@ def main(argv=None):
         set_threads(getattr(args, "threads", None))
         return args.run(args) or 0
     except InputError as err:
-        print(f"minireptile: error: {err}", file=sys.stderr)
+        print(f"minireptile: error: {_in_flags(err, parser, args)}", file=sys.stderr)
         return 2
     except OSError as err:  # unwritable folder, full disk, a file where a folder should be
         where = f"{err.filename}: " if err.filename else ""
         print(f"minireptile: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     except DivergedError as err:
-        print(f"minireptile: diverged: {err}", file=sys.stderr)
+        print(f"minireptile: diverged: {_in_flags(err, parser, args)}", file=sys.stderr)
         return EXIT_DIVERGED
     except KeyboardInterrupt:
         print(f"minireptile: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
+
+
+# Library parameters that a command offers under another name.
+_PARAMETER_OPTIONS = {"directory": "checkpoint"}
+
+
+def _in_flags(err, parser, args):
+    """The library's message with the parameters it names (``name=value``) written as this
+    command's flags."""
+    command = parser
+    while command._subparsers is not None:  # descend to the sub-command that ran
+        [chooser] = [a for a in command._subparsers._group_actions
+                     if isinstance(a, argparse._SubParsersAction)]
+        command = chooser.choices[getattr(args, chooser.dest)]
+    flags = {action.dest: max(action.option_strings, key=len)
+             for action in command._actions
+             if action.option_strings and not isinstance(action, argparse._StoreFalseAction)}
+    flags.update({name: flags[dest] for name, dest in _PARAMETER_OPTIONS.items()
+                  if dest in flags})
+    # A setting this command does not offer is still another command's flag (e.g. a run
+    # must be trained with --classes 20 to be evaluated on Lake's runs).
+    from ..problems.sine import SineConfig
+    from ..runs.config import TrainConfig
+    from ..settings import declared
+
+    for config in (TrainConfig, SineConfig):
+        for name, declaration in declared(config):
+            flags.setdefault(name, flag_of(name, declaration))
+    return as_flags(str(err), flags)
 
 
 def _resume_hint(args):

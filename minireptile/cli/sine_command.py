@@ -3,44 +3,20 @@
 import time
 
 from ..problems import sine
-from ..algorithms.meta_iteration import OUTER_OPTIMIZERS
-from .options import (
-    add_parallel_arguments,
-    non_negative_float,
-    non_negative_int,
-    output_path,
-    positive_float,
-    positive_int,
-)
+from .options import add_parallel_arguments, add_setting_options, config_from_args, \
+    non_negative_int, output_path
 
 
 def register(subparsers):
-    defaults = sine.SineConfig()
     p = subparsers.add_parser(
         "sine",
         help="few-shot sine regression (the paper's toy problem)",
         description="Meta-train a 1-64-64-1 tanh MLP on sine waves with Reptile, then "
         "fine-tune it on held-out tasks and report the mean squared error.",
     )
-    p.add_argument("--iterations", type=positive_int, default=defaults.iterations,
-                   help="outer iterations (default %(default)s)")
-    p.add_argument("--seed", type=non_negative_int, default=defaults.seed,
-                   help="random seed for initialisation and training tasks (default %(default)s)")
-    p.add_argument("--inner-lr", type=positive_float, default=defaults.inner_lr,
-                   help="inner SGD learning rate, also used for fine-tuning (default %(default)s)")
-    p.add_argument("--inner-batch", type=positive_int, default=defaults.inner_batch,
-                   help="inner mini-batch size, 1 to 50 (default %(default)s)")
-    p.add_argument("--inner-epochs", type=positive_int, default=defaults.inner_epochs,
-                   help="inner epochs over the 50 points (default %(default)s)")
-    p.add_argument("--meta-step", type=positive_float, default=defaults.meta_step,
-                   help="outer step size ε at the start (default %(default)s)")
-    p.add_argument("--meta-step-final", type=non_negative_float,
-                   default=defaults.meta_step_final,
-                   help="outer step size at the end, annealed linearly (default %(default)s)")
-    p.add_argument("--meta-batch", type=positive_int, default=defaults.meta_batch,
-                   help="tasks averaged per outer step (default %(default)s)")
-    p.add_argument("--outer", choices=sorted(OUTER_OPTIMIZERS), default=defaults.outer,
-                   help="outer update: sgd = Φ+ε(W̄−Φ); adam = Adam on Φ−W̄ (default %(default)s)")
+    add_setting_options(p, sine.SineConfig, ("iterations", "seed", "inner_lr", "inner_batch",
+                                             "inner_epochs", "meta_step", "meta_step_final",
+                                             "meta_batch", "outer"))
     algorithm = p.add_mutually_exclusive_group()
     algorithm.add_argument("--foml", action="store_const", dest="algorithm", const="foml",
                            default="reptile", help="first-order MAML on the same mini-batches")
@@ -71,18 +47,7 @@ def _run(args, executor):
     from ..runs.npzfile import save_npz_atomic
     from ..stats import format_interval
 
-    config = sine.SineConfig(
-        iterations=args.iterations,
-        seed=args.seed,
-        inner_lr=args.inner_lr,
-        inner_batch=args.inner_batch,
-        inner_epochs=args.inner_epochs,
-        meta_step=args.meta_step,
-        meta_step_final=args.meta_step_final,
-        meta_batch=args.meta_batch,
-        outer=args.outer,
-        algorithm=args.algorithm,
-    ).validate()
+    config = config_from_args(sine.SineConfig, args).validate()
     if args.plot:
         from ..runs.plotting import require_matplotlib
 

@@ -8,7 +8,8 @@ from argparse import Namespace
 
 from ..errors import InputError
 from ..runs.config import TrainConfig
-from .fewshot_commands import DATASETS, _data_record, add_train_arguments, config_from_args
+from .fewshot_commands import DATASETS, _data_record, add_train_arguments
+from .options import config_from_args
 
 # Flags a grid may vary: the training configuration, the data split, the final evaluation.
 GRIDABLE = {f for f in TrainConfig.__dataclass_fields__} | {"eval_samples", "num_train"}
@@ -84,7 +85,7 @@ def _plan(args):
     points = []
     for name, values in grid_points(grid, args.grid_actions):
         try:
-            config_from_args(Namespace(**dict(base, **values))).validate()
+            config_from_args(TrainConfig, Namespace(**dict(base, **values))).validate()
         except InputError as err:
             raise InputError(f"run {name}: {err}") from None
         points.append((os.path.join(out, name), values))
@@ -172,7 +173,7 @@ def run_point(dataset_name, base, point):
         return done
     args = Namespace(**dict(base, **values))
     dataset = {d.name: d for d in DATASETS}[dataset_name]
-    config = config_from_args(args).validate()
+    config = config_from_args(TrainConfig, args).validate()
     splits = _load_splits(dataset, args)
     model = dataset.model(config.classes)
     run = Run(directory)

@@ -62,9 +62,9 @@ class AlphabetClassSet(ClassSet):
         if not self.names:
             largest = max(sizes, key=lambda n: (sizes[n], n))
             raise InputError(
-                f"--within-alphabet needs an alphabet of at least --classes {num_classes} "
+                f"within_alphabet=True needs an alphabet of at least classes={num_classes} "
                 f"classes, but the largest alphabet of the {split} split, {largest}, has "
-                f"{sizes[largest]}; use --classes {sizes[largest]} or fewer")
+                f"{sizes[largest]}; use classes={sizes[largest]} or fewer")
         self.groups = [np.array(by_alphabet[n], dtype=np.int64) for n in self.names]
 
     def __repr__(self):

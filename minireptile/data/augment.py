@@ -35,12 +35,12 @@ DEFAULT_SCALE = 0.2
 DEFAULT_TRANSLATE = 2.0
 
 
-def _check_range(flag, value, upper=None, unit=""):
+def _check_range(name, value, upper=None, unit=""):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
             or not math.isfinite(value) or value < 0 or (upper is not None and value >= upper):
         accepted = f"from 0 up to (not including) {upper}{unit}" if upper is not None else \
             f"a number >= 0{unit}"
-        raise InputError(f"{flag} must be {accepted}, got {value!r}")
+        raise InputError(f"{name}={value!r}: expected {accepted}")
     return float(value)
 
 
@@ -69,12 +69,12 @@ class AffineAugmentation:
     fill: float = 1.0
 
     def __post_init__(self):
-        object.__setattr__(self, "rotation", _check_range("--augment-rotation", self.rotation,
+        object.__setattr__(self, "rotation", _check_range("rotation", self.rotation,
                                                           180.0, " degrees"))
-        object.__setattr__(self, "shear", _check_range("--augment-shear", self.shear, 1.0))
-        object.__setattr__(self, "scale", _check_range("--augment-scale", self.scale, 1.0,
+        object.__setattr__(self, "shear", _check_range("shear", self.shear, 1.0))
+        object.__setattr__(self, "scale", _check_range("scale", self.scale, 1.0,
                                                        " (relative change of scale)"))
-        object.__setattr__(self, "translate", _check_range("--augment-translate",
+        object.__setattr__(self, "translate", _check_range("translate",
                                                            self.translate, unit=" pixels"))
         if not math.isfinite(self.fill):
             raise InputError(f"the fill value must be finite, got {self.fill!r}")

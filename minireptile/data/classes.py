@@ -130,7 +130,7 @@ def merge_pools(pools, sources=None):
         Where each pool came from (for messages).
     """
     if not pools:
-        raise InputError("no data sources given; pass at least one --data PATH")
+        raise InputError("no data sources given; pass at least one path in data")
     sources = sources or [f"source {i + 1}" for i in range(len(pools))]
     first = pools[0]
     for pool, src in zip(pools, sources):
@@ -263,7 +263,7 @@ def split_classes(classes, num_train, rng):
     check_generator(rng)
     if not 0 <= num_train <= len(classes):
         raise InputError(f"cannot keep {num_train} training classes out of {len(classes)}; "
-                         f"choose a number from 0 to {len(classes)} (--num-train; the full "
+                         f"choose a number from 0 to {len(classes)} (num_train; the full "
                          "Omniglot set has 1623 characters, the reference keeps 1200)")
     order = rng.permutation(len(classes))
     return classes.subset(order[:num_train]), classes.subset(order[num_train:])

@@ -205,7 +205,7 @@ def load_miniimagenet(root, size=IMAGE_SIZE, resample="nearest", cache_dir=None,
     root = os.fspath(root)
     if os.path.isfile(root):
         kind = "a zip file" if zipfile.is_zipfile(root) else "a file"
-        raise InputError(f"Mini-ImageNet --data {root!r} is {kind}, not a folder (Omniglot "
+        raise InputError(f"Mini-ImageNet root {root!r} is {kind}, not a folder (Omniglot "
                          f"zips go to `train omniglot`); {LAYOUT_HINT}")
     if not os.path.isdir(root):
         raise InputError(f"Mini-ImageNet folder {root!r} does not exist; {LAYOUT_HINT}")

@@ -123,7 +123,7 @@ def _group(paths, source):
                          f"images_background folder or its zip, or {FETCH_HINT}")
     if len(prefixes) > 1:
         raise InputError(f"{source!r} holds Omniglot images under several roots "
-                         f"{sorted(prefixes)[:3]}; give each root as its own --data source")
+                         f"{sorted(prefixes)[:3]}; give each root as its own source")
     return {name: sorted(files) for name, files in sorted(classes.items())}
 
 

@@ -39,7 +39,7 @@ def import_distributed():
     try:
         import distributed
     except ImportError:
-        raise InputError(f"--scheduler needs Dask distributed, which is not installed; "
+        raise InputError(f"scheduler needs Dask distributed, which is not installed; "
                          f"run: {INSTALL_HINT}") from None
     return distributed
 

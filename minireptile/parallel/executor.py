@@ -298,8 +298,8 @@ def make_executor(workers=None, threads=None, scheduler=None):
     """
     if scheduler is not None:
         if workers is not None:
-            raise InputError(f"--workers {workers} and --scheduler exclude each other: the "
-                             f"cluster's workers do the work; drop --workers")
+            raise InputError(f"workers={workers} and scheduler={scheduler!r} exclude each other: "
+                             f"the cluster's workers do the work; give only the scheduler")
         from .dask_cluster import DaskExecutor
 
         return DaskExecutor(scheduler, threads)

@@ -58,7 +58,7 @@ class InnerConfig:
 
 
 def make_inner_optimizer(config):
-    """Adam(β1 = ``config.beta1``) as the reference's default, or SGD with ``--sgd``."""
+    """Adam(β1 = ``config.beta1``) as the reference's default, or SGD with ``sgd=True``."""
     if config.sgd:
         return SGD(config.learning_rate)
     return Adam(config.learning_rate, beta1=config.beta1)
@@ -204,8 +204,8 @@ class FewShotLearner:
             # A diverged fine-tuning predicts one class for every query: chance accuracy
             # that would look like a result.
             check_finite({"fine-tuned weights": w},
-                         f"fine-tuning diverged: lower --learning-rate "
-                         f"({self.inner.learning_rate}) or --eval-iters ({eval_iters})")
+                         f"fine-tuning diverged: lower learning_rate="
+                         f"{self.inner.learning_rate} or eval_iters={eval_iters}")
             return self.predict_queries(w, support.images, query_images, transductive)
         finally:
             self.optimizer.load_state_dict(saved)
@@ -227,8 +227,8 @@ class FewShotLearner:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             logits = self.model.predict(w, images)
         check_finite({"network outputs": logits},
-                     f"the fine-tuned network overflows: lower --learning-rate "
-                     f"({self.inner.learning_rate})")
+                     f"the fine-tuned network overflows: lower learning_rate="
+                     f"{self.inner.learning_rate}")
         return logits
 
     # -- state for checkpoints ----------------------------------------------------------

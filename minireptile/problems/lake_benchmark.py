@@ -48,7 +48,7 @@ def evaluate_runs(learner, runs, eval_batch, eval_iters, rng, transductive, exec
         if outputs != classes:
             raise InputError(
                 f"run {run.name} is {classes}-way but the network has {outputs} outputs; "
-                f"evaluate a network trained with --classes {classes}"
+                f"evaluate a network trained with classes={classes}"
             )
     executor = executor or SerialExecutor()
     settings = (eval_batch, eval_iters, transductive)

@@ -11,12 +11,20 @@ last batch's loss, ``g_k`` (FOMAML) or carried back through the k − 1 steps (M
 :mod:`minireptile.algorithms.maml`); Φ moves by ``ε·α·g``.
 """
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..errors import InputError
+from ..settings import (
+    COUNT,
+    COUNT_OR_ZERO,
+    NON_NEGATIVE,
+    POSITIVE,
+    Kind,
+    check_settings,
+    choice,
+    setting,
+)
 from ..parallel.executor import SerialExecutor
 from ..guard import DivergedError, check_finite
 from ..algorithms.directions import make_algorithm
@@ -57,41 +65,29 @@ def sine_model(dtype=np.float32):
 
 @dataclass
 class SineConfig:
-    """Hyperparameters of sine meta-training (defaults are the paper's)."""
+    """Hyperparameters of sine meta-training (defaults are the paper's). Each is declared
+    once here; ``minireptile sine`` makes its flags from these declarations."""
 
-    iterations: int = 30000
-    seed: int = 0
-    inner_lr: float = 0.02
-    inner_batch: int = 10
-    inner_epochs: int = 1
-    meta_step: float = 0.1
-    meta_step_final: float = 0.0
-    meta_batch: int = 1
-    outer: str = "sgd"
-    algorithm: str = "reptile"
+    iterations: int = setting(30000, COUNT, "outer iterations")
+    seed: int = setting(0, COUNT_OR_ZERO, "random seed for initialisation and training tasks")
+    inner_lr: float = setting(0.02, POSITIVE, "inner SGD learning rate, also used for "
+                                              "fine-tuning")
+    inner_batch: int = setting(10, Kind("int", minimum=1, maximum=len(X_ALL)),
+                               "inner mini-batch size")
+    inner_epochs: int = setting(1, COUNT, "inner epochs over the 50 points")
+    meta_step: float = setting(0.1, POSITIVE, "outer step size ε at the start")
+    meta_step_final: float = setting(0.0, NON_NEGATIVE, "outer step size at the end, "
+                                                        "annealed linearly")
+    meta_batch: int = setting(1, COUNT, "tasks averaged per outer step")
+    outer: str = setting("sgd", choice("adam", "sgd"), "outer update: sgd = Φ+ε(W̄−Φ); adam = "
+                                                      "Adam on Φ−W̄")
+    algorithm: str = setting("reptile", choice(*ALGORITHMS), "reptile, or first-order (foml) "
+                                                             "or second-order (maml) MAML on "
+                                                             "the same mini-batches")
 
     def validate(self):
-        """Raise :class:`InputError` naming the first bad value."""
-        positive_ints = ("iterations", "inner_batch", "inner_epochs", "meta_batch")
-        for name in positive_ints:
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise InputError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        if self.inner_batch > len(X_ALL):
-            raise InputError(
-                f"inner-batch {self.inner_batch} is larger than the {len(X_ALL)} points of a task;"
-                f" use 1 to {len(X_ALL)}"
-            )
-        for name in ("inner_lr", "meta_step"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value <= 0:
-                raise InputError(f"{name.replace('_', '-')} must be a positive number, got {value!r}")
-        if not math.isfinite(self.meta_step_final) or self.meta_step_final < 0:
-            raise InputError(f"meta-step-final must be >= 0, got {self.meta_step_final!r}")
-        make_outer(self.outer)
-        if self.algorithm not in ALGORITHMS:
-            raise InputError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
-        return self
+        """Raise :class:`InputError` naming the first bad value (``name=value``)."""
+        return check_settings(self)
 
 
 class _SineSteps:
@@ -186,8 +182,8 @@ def train(config, progress=False, model=None):
         try:
             check_finite({"inner loss": losses[it], "parameters": phi,
                           **{f"optimiser state {k}": v for k, v in outer.state_dict().items()}},
-                         f"the step sizes are probably too large: lower --inner-lr "
-                         f"({config.inner_lr}) or --meta-step ({config.meta_step})")
+                         f"the step sizes are probably too large: lower inner_lr="
+                         f"{config.inner_lr} or meta_step={config.meta_step}")
         except DivergedError as err:
             raise DivergedError(f"sine meta-training diverged at iteration {it}: {err}") from None
         if bar is not None:

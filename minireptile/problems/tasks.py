@@ -75,7 +75,7 @@ def sample_task(classes, num_classes, num_shots, rng):
     num_classes : int
         N, at most ``len(classes)``.
     num_shots : int
-        K, at most the size of the smallest class (training uses ``--train-shots`` here).
+        K, at most the size of the smallest class (training uses ``train_shots`` here).
     rng : numpy.random.Generator
 
     Returns
@@ -169,7 +169,7 @@ def mini_batch_indices(num_samples, batch_size, num_batches, replacement, rng):
         if batch_size > num_samples:
             raise InputError(f"a mini-batch of {batch_size} distinct examples cannot be "
                              f"drawn from a task of {num_samples}; with replacement use "
-                             f"--inner-batch <= {num_samples}")
+                             f"inner_batch <= {num_samples}")
         for _ in range(num_batches):
             yield rng.choice(num_samples, batch_size, replace=False)
         return

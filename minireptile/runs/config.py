@@ -7,8 +7,6 @@ with its defaults; :func:`make_learner` turns one into a
 
 from dataclasses import asdict, dataclass, fields
 
-import numpy as np
-
 from ..algorithms.combinations import parse_combination
 from ..algorithms.directions import MAML, FirstOrderMAML, GradientCombination, Reptile
 from ..algorithms.meta_iteration import make_outer
@@ -20,113 +18,123 @@ from ..data.augment import (
     AffineAugmentation,
 )
 from ..errors import InputError
+from ..settings import (
+    COUNT,
+    COUNT_OR_ZERO,
+    FLAG,
+    NON_NEGATIVE,
+    POSITIVE,
+    TEXT,
+    Kind,
+    check_settings,
+    choice,
+    setting,
+)
 from ..problems.fewshot import FewShotLearner, InnerConfig
 
 @dataclass
 class TrainConfig:
-    """The reference's training flags (``supervised_reptile/args.py``) and their defaults."""
+    """The reference's training settings (``supervised_reptile/args.py``), with its defaults,
+    and those minireptile adds. Each is declared once here; ``minireptile train`` makes its
+    flags from these declarations (``--name-with-dashes``)."""
 
-    classes: int = 5
-    shots: int = 5
-    train_shots: int = 0
-    inner_batch: int = 5
-    inner_iters: int = 20
-    replacement: bool = False
-    learning_rate: float = 1e-3
-    meta_step: float = 0.1
-    meta_step_final: float = 0.1
-    meta_batch: int = 1
-    meta_iters: int = 400000
-    eval_batch: int = 5
-    eval_iters: int = 50
-    eval_interval: int = 10
-    weight_decay: float = 1.0
-    transductive: bool = False
-    foml: bool = False
-    foml_tail: int = 0
-    maml: bool = False
-    sgd: bool = False
-    seed: int = 0
-    outer: str = "sgd"
-    combination: str = ""
-    checkpoint_interval: int = 100
+    seed: int = setting(0, COUNT_OR_ZERO, "random seed")
+    classes: int = setting(5, COUNT, "classes per task, N")
+    shots: int = setting(5, COUNT, "examples per class in evaluation tasks, K")
+    train_shots: int = setting(0, COUNT_OR_ZERO, "examples per class in training tasks "
+                                                 "(0: as shots)")
+    inner_batch: int = setting(5, COUNT, "inner mini-batch size")
+    inner_iters: int = setting(20, COUNT, "inner steps per task")
+    replacement: bool = setting(False, FLAG, "sample inner mini-batches with replacement")
+    learning_rate: float = setting(1e-3, POSITIVE, "inner Adam/SGD step size")
+    eval_batch: int = setting(5, COUNT, "mini-batch size when fine-tuning for evaluation")
+    eval_iters: int = setting(50, COUNT, "fine-tuning steps for evaluation")
+    weight_decay: float = setting(
+        1.0, Kind("float", minimum=0, maximum=1, above_minimum=True),
+        "multiply the weights by this rate before every inner step (1: none)")
+    transductive: bool = setting(False, FLAG, "classify all query images in one batch (batch "
+                                              "norm sees them all)")
+    sgd: bool = setting(False, FLAG, "inner SGD instead of Adam (beta1 = 0)")
+    meta_step: float = setting(0.1, POSITIVE, "outer step size at the start")
+    meta_step_final: float = setting(0.1, NON_NEGATIVE, "outer step size at the end, "
+                                                        "annealed linearly")
+    meta_batch: int = setting(1, COUNT, "tasks per outer step")
+    meta_iters: int = setting(400000, COUNT, "outer steps")
+    eval_interval: int = setting(10, COUNT, "iterations between evaluations during training")
+    foml: bool = setting(False, FLAG, "first-order MAML instead of Reptile")
+    foml_tail: int = setting(0, COUNT_OR_ZERO, "first-order MAML: examples per class held out "
+                                               "for the final inner step (0: none)")
+    maml: bool = setting(False, FLAG, "second-order MAML (exact meta-gradient through the "
+                                      "inner SGD steps; needs sgd)")
+    combination: str = setting("", TEXT, "meta-gradient from inner gradients, e.g. g1+g2, "
+                                         "(g1+g2)/2, g2, reptile, last (empty: plain Reptile, "
+                                         "or FOMAML with foml)", metavar="NAME")
+    outer: str = setting("sgd", choice("adam", "sgd"), "outer update: sgd = Φ+ε(W̄−Φ); adam = "
+                                                      "Adam on Φ−W̄")
+    checkpoint_interval: int = setting(100, COUNT, "iterations between checkpoints")
     # Beyond the reference: Lake's within-alphabet tasks and Koch et al.'s affine distortions
     # (see minireptile.data.alphabets and minireptile.data.augment).
-    within_alphabet: bool = False
-    augment: bool = False
-    augment_rotation: float = DEFAULT_ROTATION
-    augment_shear: float = DEFAULT_SHEAR
-    augment_scale: float = DEFAULT_SCALE
-    augment_translate: float = DEFAULT_TRANSLATE
+    within_alphabet: bool = setting(
+        False, FLAG, "draw the N classes of every task from one alphabet, chosen uniformly "
+                     "among those with at least N classes (Lake's one-shot runs)")
+    augment: bool = setting(False, FLAG, "distort every training image with a random affine "
+                                         "map (Koch et al. 2015); evaluation images are never "
+                                         "distorted")
+    augment_rotation: float = setting(
+        DEFAULT_ROTATION, Kind("float", minimum=0, maximum=180, below_maximum=True),
+        "largest rotation in degrees", metavar="DEG")
+    augment_shear: float = setting(
+        DEFAULT_SHEAR, Kind("float", minimum=0, maximum=1, below_maximum=True),
+        "largest shear factor")
+    augment_scale: float = setting(
+        DEFAULT_SCALE, Kind("float", minimum=0, maximum=1, below_maximum=True),
+        "largest relative change of scale (0.2: scales 0.8 to 1.2)")
+    augment_translate: float = setting(DEFAULT_TRANSLATE, NON_NEGATIVE,
+                                       "largest shift in pixels", metavar="PIXELS")
 
     def validate(self, train_classes=None, test_classes=None):
-        """Raise :class:`InputError` for the first impossible setting."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.type in ("int", int) and (not isinstance(value, (int, np.integer))
-                                          or isinstance(value, bool)):
-                raise InputError(f"{_flag(f.name)} must be an integer, got {value!r}")
-        for name in ("classes", "shots", "inner_batch", "inner_iters", "meta_batch", "meta_iters",
-                     "eval_batch", "eval_iters", "eval_interval", "checkpoint_interval"):
-            if getattr(self, name) < 1:
-                raise InputError(f"{_flag(name)} must be >= 1, got {getattr(self, name)}")
-        for name in ("train_shots", "foml_tail", "seed"):
-            if getattr(self, name) < 0:
-                raise InputError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
-        for name in ("learning_rate", "meta_step", "meta_step_final", "weight_decay"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float, np.floating, np.integer)) \
-                    or not np.isfinite(value):
-                raise InputError(f"{_flag(name)} must be a finite number, got {value!r}")
-        if not self.learning_rate > 0:
-            raise InputError(f"--learning-rate must be positive, got {self.learning_rate}")
-        if not self.meta_step > 0 or not self.meta_step_final >= 0:
-            raise InputError(f"--meta-step must be > 0 and --meta-step-final >= 0, got "
-                             f"{self.meta_step} and {self.meta_step_final}")
-        if not 0 < self.weight_decay <= 1:
-            raise InputError(f"--weight-decay is a rate in (0, 1] (1 = none), got "
-                             f"{self.weight_decay}")
+        """Raise :class:`InputError` for the first impossible setting, naming it as
+        ``name=value``."""
+        check_settings(self)
         if self.maml:
             if self.foml or self.combination:
-                raise InputError(f"--maml excludes {'--foml' if self.foml else '--combination'}"
-                                 "; choose one algorithm")
+                other = "foml=True" if self.foml else f"combination={self.combination!r}"
+                raise InputError(f"maml=True excludes {other}; choose one algorithm")
             if not self.sgd or self.weight_decay != 1:
-                raise InputError("--maml needs --sgd and no --weight-decay: its meta-gradient "
-                                 "differentiates plain inner SGD steps, not inner Adam")
+                raise InputError("maml=True needs sgd=True and weight_decay=1: its "
+                                 "meta-gradient differentiates plain inner SGD steps, not "
+                                 "inner Adam")
         if self.foml_tail and not self.foml:
-            raise InputError("--foml-tail needs --foml")
+            raise InputError(f"foml_tail={self.foml_tail} needs foml=True")
         if self.combination:
             if self.foml:
-                raise InputError("--combination and --foml exclude each other; "
-                                 "--foml is the combination 'last'")
+                raise InputError(f"combination={self.combination!r} and foml=True exclude "
+                                 "each other; foml is the combination 'last'")
             if not self.sgd or self.weight_decay != 1:
-                raise InputError("--combination needs --sgd and no --weight-decay: only then "
-                                 "do the inner gradients add up to W − Φ")
+                raise InputError(f"combination={self.combination!r} needs sgd=True and "
+                                 "weight_decay=1: only then do the inner gradients add up to "
+                                 "W − Φ")
             parse_combination(self.combination).coefficients(self.inner_iters)
-        make_outer(self.outer)
-        self.augmentation(check=True)
         for split, classes in (("training", train_classes), ("test", test_classes)):
             if classes is not None and self.classes > len(classes):
-                raise InputError(f"--classes {self.classes} is more than the {len(classes)} "
+                raise InputError(f"classes={self.classes} is more than the {len(classes)} "
                                  f"classes of the {split} split; use at most {len(classes)}")
         return self
 
     @property
     def effective_train_shots(self):
-        """``--train-shots`` when given (non-zero), else ``--shots``, as the reference."""
+        """``train_shots`` when given (non-zero), else ``shots``, as the reference."""
         return self.train_shots or self.shots
 
-    def augmentation(self, check=False):
-        """The :class:`AffineAugmentation` of training tasks, or None without ``augment``
-        (the ranges are checked either way when ``check``)."""
-        if not (self.augment or check):
+    def augmentation(self):
+        """The :class:`AffineAugmentation` of training tasks, or None without ``augment``."""
+        if not self.augment:
             return None
-        ranges = AffineAugmentation(self.augment_rotation, self.augment_shear,
-                                    self.augment_scale, self.augment_translate)
-        return ranges if self.augment else None
+        return AffineAugmentation(self.augment_rotation, self.augment_shear,
+                                  self.augment_scale, self.augment_translate)
 
     def algorithm(self):
-        """The algorithm the flags choose (:mod:`minireptile.algorithms.directions`)."""
+        """The algorithm these settings choose (:mod:`minireptile.algorithms.directions`)."""
         if self.combination:
             return GradientCombination(self.combination)
         if self.maml:
@@ -145,10 +153,6 @@ class TrainConfig:
     def from_dict(cls, values):
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
-
-
-def _flag(name):
-    return "--" + name.replace("_", "-")
 
 
 def make_learner(model, phi, config):

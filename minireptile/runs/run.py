@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..guard import DivergedError, first_non_finite
-from .config import TrainConfig, _flag, make_learner
+from .config import TrainConfig, make_learner
 from .npzfile import load_npz, save_npz_atomic
 
 CHECKPOINT_FILE = "checkpoint.npz"
@@ -115,8 +115,8 @@ def check_checkpoint(path, arrays, meta, model):
     if meta["model"] != model.name or meta["model_size"] != model.size:
         raise InputError(
             f"checkpoint {path!r} holds a {meta['model']} with {meta['model_size']} parameters, "
-            f"but this run builds a {model.name} with {model.size}; check --classes and the "
-            f"data set, or use another --checkpoint"
+            f"but this run builds a {model.name} with {model.size}; check classes and the "
+            f"data set, or use another run folder"
         )
     arrays["phi"] = arrays["phi"].astype(model.dtype, copy=False)
     bad = first_non_finite({"parameters": arrays["phi"],
@@ -159,15 +159,15 @@ def check_resumable(config, saved_config, start, data=None, saved_data=None):
 
     ``meta_iters`` may grow: the run then continues to the new total (see :func:`train`).
     """
-    changed = [f"{_flag(k)} {v!r} (checkpoint: {getattr(saved_config, k)!r})"
+    changed = [f"{k}={v!r} (checkpoint: {getattr(saved_config, k)!r})"
                for k, v in config.to_dict().items()
                if getattr(saved_config, k) != v and k not in RESUMABLE_CHANGES + ("meta_iters",)]
     if config.meta_iters < saved_config.meta_iters:
-        changed.append(f"--meta-iters {config.meta_iters} (checkpoint: "
+        changed.append(f"meta_iters={config.meta_iters} (checkpoint: "
                        f"{saved_config.meta_iters}; it may grow, not shrink)")
     changed += _changed_data(saved_data, data)
     if changed:
-        raise InputError("--resume needs the run's original settings; changed: "
+        raise InputError("resume=True needs the run's original settings; changed: "
                          + ", ".join(changed))
 
 
@@ -187,7 +187,7 @@ def open_run(path, build_model, classes=None):
     stored_classes = int(meta["config"]["classes"])
     if classes is not None and classes != stored_classes:
         raise InputError(f"the checkpoint's network classifies {stored_classes} classes, got "
-                         f"--classes {classes}; omit --classes or train a {classes}-way network")
+                         f"classes={classes}; omit classes or train a {classes}-way network")
     model = build_model(stored_classes)
     arrays, meta = check_checkpoint(path, arrays, meta, model)
     return model, arrays, meta
@@ -197,7 +197,7 @@ def restore_learner(model, arrays, meta, config):
     """A learner holding the checkpoint's Φ and inner-optimiser state, set up by ``config``."""
     stored = TrainConfig.from_dict(meta["config"])
     learner = make_learner(model, arrays["phi"].copy(), config)
-    # Evaluating with the other inner optimiser (--sgd on an Adam run, or the reverse) starts
+    # Evaluating with the other inner optimiser (sgd=True on an Adam run, or the reverse) starts
     # it fresh: there are no moments to carry over.
     if config.sgd == stored.sgd and config.outer == stored.outer:
         learner.load_state_dict({k[len("state."):]: v for k, v in arrays.items()

@@ -63,8 +63,8 @@ def overlap(record, classes):
     return [name for name in classes.base_names() if name in trained]
 
 
-def check_no_overlap(record, splits, names, allow, labels):
-    """Refuse (or, with ``allow``, describe) evaluating held-out splits on training classes.
+def check_no_overlap(record, splits, names, allow_train_overlap, labels):
+    """Refuse (or, with ``allow_train_overlap``, describe) evaluating held-out splits on training classes.
 
     Parameters
     ----------
@@ -73,8 +73,8 @@ def check_no_overlap(record, splits, names, allow, labels):
     splits : dict of str -> ClassSet
     names : iterable of str
         The splits about to be evaluated; ``"train"`` is expected to overlap and skipped.
-    allow : bool
-        ``--allow-train-overlap``.
+    allow_train_overlap : bool
+        Evaluate anyway, and say so.
     labels : dict of str -> str
         Printable split names.
 
@@ -95,10 +95,10 @@ def check_no_overlap(record, splits, names, allow, labels):
         total = len(splits[name].base_names())
         what = (f"{len(shared)} of the {total} {labels[name].lower()} classes (e.g. "
                 f"{shared[0]!r}) are classes the run trained on")
-        if not allow:
+        if not allow_train_overlap:
             raise InputError(f"{what}, so their accuracy would not be a held-out accuracy; "
-                             "evaluate on the run's own split (omit --data, --num-train and "
-                             "--train-alphabet) or pass --allow-train-overlap")
+                             "evaluate on the run's own split (the data and split options it was "
+                             "trained with) or pass allow_train_overlap=True")
         warnings.append(f"WARNING: {what}: the {labels[name].lower()} accuracy below is "
-                        "NOT a held-out accuracy (--allow-train-overlap)")
+                        "NOT a held-out accuracy (allow_train_overlap=True)")
     return warnings

@@ -35,7 +35,7 @@ class RunLock:
 
     def _refuse(self):
         return InputError(f"another process is training in {self.directory!r}; wait for it "
-                          "to finish, or choose another --checkpoint folder")
+                          "to finish, or choose another run folder")
 
     def __enter__(self):
         self.created = not os.path.isdir(self.directory)

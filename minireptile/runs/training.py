@@ -23,9 +23,9 @@ from .runlock import RunLock
 
 def _divergence_cause(config):
     """The likely cause of a divergence during training, and what to change."""
-    return (f"the step sizes are probably too large: lower --learning-rate "
-            f"({config.learning_rate}) or --meta-step ({config.meta_step}, final "
-            f"{config.meta_step_final})")
+    return (f"the step sizes are probably too large: lower learning_rate="
+            f"{config.learning_rate} or meta_step={config.meta_step} (final "
+            f"meta_step_final={config.meta_step_final})")
 
 
 def train(model, train_classes, test_classes, config, directory, resume=False, progress=True,
@@ -53,7 +53,7 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
     (the Omniglot default) the result is bit-identical to a run trained to the new total from
     the start; with an annealed one, the iterations already done keep the steps they had and
     the rest follow the new, longer schedule (it cannot be both, and re-annealing from the
-    value reached would silently change what ``--meta-step-final`` means).
+    value reached would silently change what ``meta_step_final`` means).
 
     Divergence: after every meta-iteration the inner loss, Φ and the optimiser states are
     checked, and every evaluation's fine-tuned weights and outputs; the first non-finite
@@ -70,11 +70,11 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
         test_classes = as_within_alphabet(test_classes, config.classes, "test", log)
     run = Run(directory)
     if os.path.exists(run.directory) and not os.path.isdir(run.directory):
-        raise InputError(f"--checkpoint {run.directory!r} is a file; give a folder for the "
-                         "run (created if missing)")
+        raise InputError(f"directory={run.directory!r} is a file; give a folder for the run "
+                         "(created if missing)")
     if resume and not run.exists():
         raise InputError(f"nothing to resume: {run.checkpoint_path!r} does not exist; "
-                         "drop --resume to start a new run")
+                         "drop resume=True to start a new run")
     with RunLock(run.directory):
         return _train_locked(model, train_classes, test_classes, config, run, resume,
                              progress, log, data, executor)
@@ -100,8 +100,8 @@ def _train_locked(model, train_classes, test_classes, config, run, resume, progr
             log(f"resuming {run.directory} at iteration {start} of {config.meta_iters}")
     else:
         if run.exists():
-            raise InputError(f"{run.checkpoint_path!r} already holds a run; pass --resume to "
-                             "continue it, or choose another --checkpoint folder")
+            raise InputError(f"{run.checkpoint_path!r} already holds a run; pass resume=True "
+                             "to continue it, or choose another directory")
         if os.path.exists(run.metrics_path):
             os.remove(run.metrics_path)  # left by a run that never reached its first checkpoint
         learner = make_learner(model, model.init_params(train_rng), config)
@@ -133,7 +133,7 @@ def _train_locked(model, train_classes, test_classes, config, run, resume, progr
                 if saved_at is not None else "no checkpoint had been written yet")
         # Fine-tuning for the periodic evaluation may be the first to overflow when it is Φ
         # that grew: name the training step sizes too.
-        also = "" if "--meta-step" in str(err) else f" (or, in training, {cause})"
+        also = "" if "meta_step=" in str(err) else f" (or, in training, {cause})"
         return DivergedError(f"meta-training diverged at iteration {iteration}: {err}{also}; "
                              f"{kept}")
 
