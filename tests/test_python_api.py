@@ -119,7 +119,8 @@ def test_the_public_entry_points_have_examples():
                    "runs.training", "runs.run"):
         assert f"minireptile.{module}" in names
     for name in ("mlp", "omniglot_cnn", "meta_step", "reptile_step", "make_algorithm",
-                 "FewShotLearner", "ClassSet", "train", "train_sine", "open_for_evaluation"):
+                 "FewShotLearner", "ImagePool", "ClassSet", "train", "train_sine",
+                 "open_for_evaluation"):
         assert "Examples\n" in getattr(minireptile, name).__doc__, name
 
 

@@ -37,6 +37,13 @@ class ImagePool:
     scale : float
         ``images * scale`` gives the float32 pixel values (1 for Omniglot's 0/1 pixels,
         1/255 for 8-bit colour images).
+
+    Examples
+    --------
+    >>> pool = ImagePool.from_classes(["a", "b"], [np.zeros((2, 4, 4), np.uint8),
+    ...                                            np.ones((3, 4, 4), np.uint8)])
+    >>> pool.num_classes, pool.class_images(1).shape
+    (2, (3, 4, 4))
     """
 
     names: np.ndarray
