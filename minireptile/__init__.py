@@ -3,7 +3,14 @@
 Parameters live in one flat array Φ; models are functional
 (``loss_and_grad(params, x, y)``, ``predict(params, x)``); the outer update is plain NumPy.
 
-The names below are imported on first use, so that ``import minireptile`` (and the command
+The Python API is the names of ``_EXPORTS`` below (``minireptile.__all__``): models
+(``mlp``, ``omniglot_cnn``, ``Model``), the outer update and the algorithms (``meta_step``,
+``reptile_step``, ``Reptile``, ``make_algorithm``, …), few-shot classification
+(``FewShotLearner``, ``ClassSet``, ``evaluate_accuracy``), sine regression (``SineConfig``,
+``train_sine``), runs with checkpoints (``TrainConfig``, ``train``, ``open_for_evaluation``)
+and the errors the library raises; README.md's "Python API" section shows them at work.
+
+The names are imported on first use, so that ``import minireptile`` (and the command
 line's ``--help``) does not pay for NumPy, Numba and SciPy before they are needed.
 """
 
@@ -40,19 +47,51 @@ _map_source_kernels()
 
 __version__ = "0.1.0"
 
+# Public name -> the module defining it, imported on first use; "module:attribute" when the
+# public name differs from the one in its module.
 _EXPORTS = {
-    "Adam": ".algorithms.optim",
-    "InputError": ".errors",
+    # models over flat parameter vectors
     "Model": ".models.model",
-    "OuterAdam": ".algorithms.meta_iteration",
-    "OuterSGD": ".algorithms.meta_iteration",
-    "ParamLayout": ".models.params",
-    "SGD": ".algorithms.optim",
-    "linear_schedule": ".algorithms.meta_iteration",
-    "make_executor": ".parallel.executor",
     "mlp": ".models.model",
+    "omniglot_cnn": ".models.cnn",
+    "miniimagenet_cnn": ".models.cnn",
+    "ParamLayout": ".models.params",
+    # optimisers, the outer update and the algorithms
+    "SGD": ".algorithms.optim",
+    "Adam": ".algorithms.optim",
+    "OuterSGD": ".algorithms.meta_iteration",
+    "OuterAdam": ".algorithms.meta_iteration",
+    "linear_schedule": ".algorithms.meta_iteration",
+    "meta_step": ".algorithms.meta_iteration",
     "reptile_step": ".algorithms.meta_iteration",
+    "Reptile": ".algorithms.directions",
+    "FirstOrderMAML": ".algorithms.directions",
+    "MAML": ".algorithms.directions",
+    "GradientCombination": ".algorithms.directions",
+    "make_algorithm": ".algorithms.directions",
+    # few-shot classification
+    "FewShotLearner": ".problems.fewshot",
+    "InnerConfig": ".problems.fewshot",
+    "evaluate_accuracy": ".problems.fewshot",
+    "Task": ".problems.tasks",
+    "sample_task": ".problems.tasks",
+    "mini_batches": ".problems.tasks",
+    "ImagePool": ".data.classes",
+    "ClassSet": ".data.classes",
+    # sine regression, the paper's toy problem
+    "SineConfig": ".problems.sine",
+    "train_sine": ".problems.sine:train",
+    # runs: few-shot meta-training with checkpoints, and reopening a run
+    "TrainConfig": ".runs.config",
+    "train": ".runs.training",
+    "Run": ".runs.run",
+    "open_for_evaluation": ".runs.run",
+    # cores and machines
+    "make_executor": ".parallel.executor",
     "set_threads": ".parallel.threads",
+    # errors
+    "InputError": ".errors",
+    "DivergedError": ".guard",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -61,7 +100,8 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'minireptile' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    module, _, attribute = _EXPORTS[name].partition(":")
+    value = getattr(importlib.import_module(module, __name__), attribute or name)
     globals()[name] = value
     return value
 

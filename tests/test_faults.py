@@ -446,7 +446,7 @@ def test_data_omniglot_fetches_and_checks_lakes_runs(tmp_path, monkeypatch, caps
 
     from minireptile.data import download
     from minireptile.data.cache import file_sha256
-    from minireptile.data.lake_runs import make_lake_fixture
+    from minireptile.testing import make_lake_fixture
 
     served = tmp_path / "served"
     runs = tmp_path / "build" / "all_runs"

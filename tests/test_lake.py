@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minireptile.data.lake_runs import load_lake_runs, make_lake_fixture
+from minireptile.data.lake_runs import load_lake_runs
 from minireptile.data.omniglot import load_omniglot_source
 from minireptile.errors import InputError
+from minireptile.testing import make_lake_fixture
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"
 SMALL1 = DATA / "images_background_small1.zip"

@@ -5,11 +5,12 @@ import pytest
 
 from minireptile.cli import main
 from minireptile.models.cnn import omniglot_cnn
-from minireptile.data.lake_runs import load_lake_runs, make_lake_fixture
+from minireptile.data.lake_runs import load_lake_runs
 from minireptile.errors import InputError
 from minireptile.problems.lake_benchmark import evaluate_runs, summary
 from minireptile.runs.config import TrainConfig, make_learner
 from minireptile.runs.run import Run, generators
+from minireptile.testing import make_lake_fixture
 
 
 def characters(n_chars=24, n_drawings=2, seed=0):

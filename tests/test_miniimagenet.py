@@ -13,10 +13,10 @@ from minireptile.data import miniimagenet
 from minireptile.data.miniimagenet import (
     load_miniimagenet,
     load_miniimagenet_split,
-    make_miniimagenet_fixture,
     read_miniimagenet_split,
 )
 from minireptile.errors import InputError
+from minireptile.testing import make_miniimagenet_fixture
 
 
 @pytest.fixture(scope="module")

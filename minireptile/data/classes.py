@@ -37,6 +37,13 @@ class ImagePool:
     scale : float
         ``images * scale`` gives the float32 pixel values (1 for Omniglot's 0/1 pixels,
         1/255 for 8-bit colour images).
+
+    Examples
+    --------
+    >>> pool = ImagePool.from_classes(["a", "b"], [np.zeros((2, 4, 4), np.uint8),
+    ...                                            np.ones((3, 4, 4), np.uint8)])
+    >>> pool.num_classes, pool.class_images(1).shape
+    (2, (3, 4, 4))
     """
 
     names: np.ndarray
@@ -93,19 +100,42 @@ class ImagePool:
                    images=arrays["images"], files=arrays["files"], scale=float(scale))
 
     @classmethod
-    def from_classes(cls, names, class_images, class_files, scale, image_shape):
+    def from_classes(cls, names, class_images, class_files=None, scale=1.0, image_shape=None):
         """Build a pool from per-class lists.
 
         Parameters
         ----------
         names : list of str, length C
         class_images : list of C arrays, each (size_c, *image_shape) uint8
-        class_files : list of C lists of str, each of length size_c
-        image_shape : tuple, the shape of one image (used when the pool is empty)
+        class_files : list of C lists of str, each of length size_c, optional
+            Where each image came from; default ``"<name>/<index>"``.
+        scale : float
+            ``images * scale`` are the pixel values the networks see (1/255 for bytes).
+        image_shape : tuple, optional
+            The shape of one image; needed only when the pool is empty.
+
+        Examples
+        --------
+        >>> rng = np.random.default_rng(0)
+        >>> images = [rng.integers(0, 256, (4, 8, 8), dtype=np.uint8) for _ in range(3)]
+        >>> pool = ImagePool.from_classes(["a", "b", "c"], images, scale=1 / 255)
+        >>> pool.num_classes, pool.starts.tolist(), str(pool.files[5])
+        (3, [0, 4, 8, 12], 'b/1')
         """
+        for name, group in zip(names, class_images):
+            dtype = getattr(group, "dtype", None)
+            if dtype != np.uint8:
+                raise InputError(f"the images of class {name!r} are {dtype or type(group)}; "
+                                 "give uint8 pixel values (e.g. (x * 255).round()."
+                                 "astype(np.uint8) with scale=1/255)")
+        if class_files is None:
+            class_files = [[f"{name}/{i}" for i in range(len(group))]
+                           for name, group in zip(names, class_images)]
         sizes = [len(files) for files in class_files]
         starts = np.zeros(len(names) + 1, dtype=np.int64)
         np.cumsum(sizes, out=starts[1:])
+        if image_shape is None:
+            image_shape = np.shape(class_images[0])[1:] if len(class_images) else ()
         images = (np.concatenate(class_images) if sum(sizes)
                   else np.zeros((0,) + tuple(image_shape), np.uint8))
         files = [f for group in class_files for f in group]
@@ -171,6 +201,19 @@ class ClassSet:
         Pool class of each task class (default: every pool class once, in order).
     turns : (M,) int array, optional
         Rotation of each task class in quarter turns, 0..3 (default: all 0).
+
+    Examples
+    --------
+    Three classes of two 4×4 images each, from NumPy arrays; a split is a list of rows:
+
+    >>> images = [np.full((2, 4, 4), c, np.uint8) for c in range(3)]
+    >>> pool = ImagePool.from_classes(["a", "b", "c"], images)
+    >>> every = ClassSet(pool)
+    >>> every
+    ClassSet(3 classes over 3 pool classes, 6 images of shape (4, 4))
+    >>> held_out = ClassSet(pool, base=[2, 2], turns=[0, 1])   # "c" and "c" turned 90°
+    >>> held_out.class_name(1), held_out.images(1, [0, 1]).shape
+    ('c rotated 90°', (2, 4, 4))
     """
 
     def __init__(self, pool, base=None, turns=None):

@@ -21,7 +21,6 @@ import zipfile
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from ..errors import InputError
 from .omniglot import IMAGE_SIZE, check_member_size, decode_image
@@ -182,58 +181,3 @@ def _load_images(reader, prefix, rels, size):
     """(len(rels), size, size) float32 images of the files ``prefix + rel``."""
     return np.stack([decode_image(reader.read(prefix + rel), f"{reader.path}/{prefix}{rel}",
                                   size) for rel in rels]).astype(np.float32)
-
-
-def make_lake_fixture(dest, source_images, n_runs, rng, n_way=20):
-    """Write one-shot runs in the release's format from Omniglot drawings (for tests).
-
-    Each run draws ``n_way`` characters without replacement and two different drawings of
-    each: one becomes ``training/classYY.png``, the other a test item; the test items are
-    shuffled. PNGs are written as the originals are stored: 1 bit per pixel, as given (pass
-    105×105 drawings to mimic the release).
-
-    Parameters
-    ----------
-    dest : str
-        Folder that receives ``run01``…; created if missing.
-    source_images : sequence of characters, each a sequence of >= 2 (H, W) arrays
-        Drawings with 0 for strokes and nonzero for background.
-    n_runs : int
-    rng : numpy.random.Generator
-
-    Returns
-    -------
-    list of (n_way,) int arrays: the source character of each training class, per run.
-    """
-    if len(source_images) < n_way:
-        raise InputError(f"{len(source_images)} characters given, a {n_way}-way run needs "
-                         f"at least {n_way}")
-    chosen = []
-    for r in range(1, n_runs + 1):
-        run = f"run{r:02d}"
-        for sub in ("training", "test"):
-            os.makedirs(os.path.join(dest, run, sub), exist_ok=True)
-        chars = rng.choice(len(source_images), n_way, replace=False)
-        order = rng.permutation(n_way)  # test item i shows training class order[i]
-        lines = []
-        for c, char in enumerate(chars):
-            drawings = source_images[char]
-            if len(drawings) < 2:
-                raise InputError(f"character {char} has {len(drawings)} drawing(s); a run "
-                                 "needs 2 (one training, one test)")
-            a, b = rng.choice(len(drawings), 2, replace=False)
-            _write_1bit(os.path.join(dest, run, "training", f"class{c + 1:02d}.png"),
-                        drawings[a])
-            item = int(np.flatnonzero(order == c)[0]) + 1
-            _write_1bit(os.path.join(dest, run, "test", f"item{item:02d}.png"), drawings[b])
-        for i in range(n_way):
-            lines.append(f"{run}/test/item{i + 1:02d}.png "
-                         f"{run}/training/class{order[i] + 1:02d}.png")
-        with open(os.path.join(dest, run, LABELS), "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        chosen.append(np.asarray(chars))
-    return chosen
-
-
-def _write_1bit(path, image):
-    Image.fromarray(np.asarray(image) != 0).save(path)

@@ -44,7 +44,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from ..errors import InputError, check_generator
+from ..errors import InputError
 from .cache import load_cached
 from .classes import ClassSet, ImagePool
 
@@ -59,7 +59,7 @@ LAYOUT_HINT = ("expected <root>/{train,val,test}/<wnid>/*.JPEG as made by the re
                "fetch_data.sh")
 
 __all__ = ["IMAGE_SIZE", "SPLITS", "decode_image", "read_miniimagenet_split",
-           "load_miniimagenet_split", "load_miniimagenet", "make_miniimagenet_fixture"]
+           "load_miniimagenet_split", "load_miniimagenet"]
 
 
 def _filter(resample):
@@ -220,54 +220,3 @@ def load_miniimagenet(root, size=IMAGE_SIZE, resample="nearest", cache_dir=None,
     return {s: ClassSet(load_miniimagenet_split(os.path.join(root, s), size, resample,
                                                 cache_dir, use_cache, progress, split=s))
             for s in splits}
-
-
-# -- a synthetic data set for tests and demos --------------------------------------------------
-
-def make_miniimagenet_fixture(root, classes_per_split, images_per_class, rng, size=IMAGE_SIZE,
-                              quality=90):
-    """Write a small synthetic Mini-ImageNet in the reference's layout (for tests and demos).
-
-    Every class has its own colour and stripe pattern (orientation and period); each image
-    is that pattern shifted at random, with noise, so a network can tell classes apart
-    from a few examples but not trivially from one pixel.
-
-    Parameters
-    ----------
-    root : str or path
-        Created if missing; ``root/{train,val,test}/<wnid>/<wnid>_<i>.JPEG`` are written.
-    classes_per_split : int or dict
-        Classes in every split, or ``{"train": 6, "val": 2, "test": 3}``-style counts (a
-        split left out or given 0 is not created, to test a missing split).
-    images_per_class : int
-    rng : numpy.random.Generator
-    size : int
-        Side of the written images (give another size than 84 to exercise resizing).
-    quality : int
-        JPEG quality.
-
-    Returns
-    -------
-    str, the root folder.
-    """
-    check_generator(rng)
-    if isinstance(classes_per_split, (int, np.integer)):
-        classes_per_split = {s: int(classes_per_split) for s in SPLITS}
-    root = os.fspath(root)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    for s, split in enumerate(SPLITS):
-        for c in range(classes_per_split.get(split, 0)):
-            wnid = f"n{(s + 1) * 10_000_000 + c:08d}"
-            folder = os.path.join(root, split, wnid)
-            os.makedirs(folder, exist_ok=True)
-            colour = rng.uniform(40, 215, size=3).astype(np.float32)
-            angle = rng.uniform(0, np.pi)
-            period = rng.uniform(6, 20)
-            direction = np.cos(angle) * xx + np.sin(angle) * yy
-            for i in range(images_per_class):
-                phase = rng.uniform(0, 2 * np.pi)
-                wave = np.sin(2 * np.pi * direction / period + phase)[..., None]
-                pixels = colour + 40 * wave + rng.normal(0, 12, size=(size, size, 3))
-                image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
-                image.save(os.path.join(folder, f"{wnid}_{i}{EXTENSION}"), quality=quality)
-    return root

@@ -2,7 +2,11 @@
 
 >>> model = omniglot_cnn(5)
 >>> phi = model.init_params(np.random.default_rng(0))
->>> loss, grad = model.loss_and_grad(phi, images, labels)   # images (batch, 28, 28)
+>>> images = np.ones((10, 28, 28), np.float32)       # (batch, 28, 28)
+>>> labels = np.arange(10) % 5                       # (batch,) in 0..4
+>>> loss, grad = model.loss_and_grad(phi, images, labels)
+>>> model.predict(phi, images).shape                 # logits
+(10, 5)
 
 Both networks are four blocks of 3×3 convolutions with batch norm and ReLU, then a dense
 layer to the class logits, trained with softmax cross-entropy. Activations are NHWC and
@@ -57,6 +61,14 @@ def omniglot_cnn(num_classes, dtype=np.float32, image_size=28, filters=64):
     Model
         Loss ``"cross_entropy"``; input shape ``(image_size, image_size)``. With the defaults
         and 5 classes it has 113,221 parameters, the count TensorFlow creates as trainable.
+
+    Examples
+    --------
+    >>> omniglot_cnn(5).size
+    113221
+    >>> small = omniglot_cnn(3, image_size=16, filters=8)   # for one's own small images
+    >>> small.input_shape, small.output_shape, small.size
+    ((16, 16), (3,), 1923)
     """
     _check(num_classes, image_size, filters)
     layers = [Reshape((image_size, image_size, 1))]
@@ -97,6 +109,12 @@ def miniimagenet_cnn(num_classes, dtype=np.float32, image_size=84, filters=32):
     Model
         Loss ``"cross_entropy"``; input shape ``(image_size, image_size, 3)``. With the
         defaults and 5 classes it has 34,661 parameters.
+
+    Examples
+    --------
+    >>> model = miniimagenet_cnn(5)
+    >>> model.input_shape, model.size
+    ((84, 84, 3), 34661)
     """
     _check(num_classes, image_size, filters)
     layers = []

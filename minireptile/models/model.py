@@ -2,8 +2,13 @@
 
 >>> model = mlp([1, 64, 64, 1], activation="tanh", loss="mse")
 >>> phi = model.init_params(np.random.default_rng(0))     # 1-D float32 array
+>>> x = np.linspace(-5, 5, 50, dtype=np.float32)[:, None]  # (batch, 1)
+>>> y = np.sin(x)
 >>> loss, grad = model.loss_and_grad(phi, x, y)            # grad has phi's shape
->>> y_hat = model.predict(phi, x)
+>>> grad.shape == phi.shape == (model.size,)
+True
+>>> model.predict(phi, x).shape
+(50, 1)
 
 The model holds no parameters: any flat vector of the right size is a valid argument, which
 is what lets the meta-learning code keep Φ and each task's W as plain arrays.
@@ -266,6 +271,28 @@ def mlp(sizes, activation="tanh", loss="mse", dtype=np.float32, init="torch", fu
     fused : bool
         Run forward, loss and backward as one kernel (same results; much less call overhead
         for small networks). ``False`` runs the layers one by one.
+
+    Returns
+    -------
+    Model
+        Input shape ``(sizes[0],)``, output shape ``(sizes[-1],)``.
+
+    Examples
+    --------
+    >>> model = mlp([2, 16, 3], activation="relu", loss="cross_entropy")
+    >>> print(model.describe())
+    mlp 2-16-3 (relu): input (2,) -> output (3,)
+    parameter       shape                  count
+    linear0.weight  (2, 16)                   32
+    linear0.bias    (16,)                     16
+    linear1.weight  (16, 3)                   48
+    linear1.bias    (3,)                       3
+    total                                     99
+    >>> phi = model.init_params(np.random.default_rng(0))
+    >>> x, labels = np.ones((4, 2), np.float32), np.array([0, 1, 2, 0])
+    >>> loss, grad = model.loss_and_grad(phi, x, labels)   # mean cross-entropy
+    >>> model.predict(phi, x).shape                        # logits
+    (4, 3)
     """
     sizes = list(sizes)
     if len(sizes) < 2 or any(not isinstance(s, (int, np.integer)) or s < 1 for s in sizes):

@@ -84,12 +84,25 @@ class FewShotLearner:
 
     Examples
     --------
-    >>> from minireptile import InnerConfig, FewShotLearner, omniglot_cnn
-    >>> model = omniglot_cnn(5)
-    >>> learner = FewShotLearner(model, model.init_params(np.random.default_rng(0)),
-    ...                          InnerConfig(learning_rate=0.001, iters=5), algorithm="reptile")
+    Six classes of four random 16×16 images, a small network for 3-way tasks, one
+    meta-iteration and a (tiny) evaluation:
+
+    >>> from minireptile import ClassSet, ImagePool, omniglot_cnn
+    >>> rng = np.random.default_rng(0)
+    >>> images = (rng.random((6, 4, 16, 16)) < 0.3).astype(np.uint8)
+    >>> classes = ClassSet(ImagePool.from_classes([f"c{i}" for i in range(6)], list(images)))
+    >>> model = omniglot_cnn(3, image_size=16, filters=8)
+    >>> learner = FewShotLearner(model, model.init_params(rng),
+    ...                          InnerConfig(learning_rate=0.003, iters=5), algorithm="reptile")
     >>> learner.algorithm
     Reptile()
+    >>> loss = learner.train_step(classes, num_classes=3, num_shots=2, meta_batch=2,
+    ...                           step_size=1.0, rng=rng)
+    >>> mean, half_width, per_task = evaluate_accuracy(learner, classes, num_classes=3,
+    ...                                                num_shots=1, eval_batch=3, eval_iters=5,
+    ...                                                num_samples=4, rng=rng)
+    >>> per_task.shape
+    (4,)
     """
 
     def __init__(self, model, phi, inner, outer=None, algorithm="reptile", tail_shots=None,
@@ -302,6 +315,10 @@ def evaluate_accuracy(learner, classes, num_classes, num_shots, eval_batch, eval
     Returns
     -------
     (mean, half_width, per_task) where per_task is an array of accuracies in [0, 1].
+
+    Examples
+    --------
+    See :class:`FewShotLearner`.
     """
     executor = executor or SerialExecutor()
     seeds = task_seeds(rng, num_samples)

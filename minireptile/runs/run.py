@@ -216,6 +216,31 @@ def open_for_evaluation(checkpoint, build_model, overrides, classes=None):
 
     ``overrides`` maps names of :data:`EVAL_OVERRIDES` to values (None: keep the stored one).
     Not the seed: it chose the run's character split, which evaluation must reuse.
+
+    Examples
+    --------
+    Train a small run (as in :func:`~minireptile.runs.training.train`), then reopen it with
+    more fine-tuning steps for evaluation:
+
+    >>> import tempfile
+    >>> from minireptile import ClassSet, ImagePool, TrainConfig, omniglot_cnn
+    >>> rng = np.random.default_rng(0)
+    >>> images = (rng.random((8, 4, 16, 16)) < 0.3).astype(np.uint8)   # 8 classes of 4
+    >>> pool = ImagePool.from_classes([f"c{i}" for i in range(8)], list(images))
+    >>> train_classes = ClassSet(pool, base=range(5))     # meta-train on 5 classes,
+    >>> test_classes = ClassSet(pool, base=range(5, 8))   # hold 3 out
+    >>> config = TrainConfig(classes=3, shots=1, inner_iters=2, meta_iters=4, eval_interval=2,
+    ...                      checkpoint_interval=2)
+    >>> from minireptile import train
+    >>> def network(num_classes):
+    ...     return omniglot_cnn(num_classes, image_size=16, filters=8)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     trained = train(network(3), train_classes, test_classes, config, folder,
+    ...                     progress=False)
+    ...     model, config, learner, meta = open_for_evaluation(folder, network,
+    ...                                                        {"eval_iters": 100})
+    >>> np.array_equal(learner.phi, trained.phi), config.eval_iters, meta["next_iteration"]
+    (True, 100, 4)
     """
     model, arrays, meta = open_run(checkpoint, build_model, classes)
     stored = dict(meta["config"])

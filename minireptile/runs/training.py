@@ -61,6 +61,27 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
     anything is logged or saved, so the last checkpoint on disk is the last good one.
 
     Returns the :class:`FewShotLearner` (its ``phi`` holds the trained parameters).
+
+    Examples
+    --------
+    Four meta-iterations of a small network on random images, in a temporary run folder:
+
+    >>> import tempfile
+    >>> from minireptile import ClassSet, ImagePool, TrainConfig, omniglot_cnn
+    >>> rng = np.random.default_rng(0)
+    >>> images = (rng.random((8, 4, 16, 16)) < 0.3).astype(np.uint8)   # 8 classes of 4
+    >>> pool = ImagePool.from_classes([f"c{i}" for i in range(8)], list(images))
+    >>> train_classes = ClassSet(pool, base=range(5))     # meta-train on 5 classes,
+    >>> test_classes = ClassSet(pool, base=range(5, 8))   # hold 3 out
+    >>> config = TrainConfig(classes=3, shots=1, inner_iters=2, meta_iters=4, eval_interval=2,
+    ...                      checkpoint_interval=2)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     learner = train(omniglot_cnn(3, image_size=16, filters=8), train_classes,
+    ...                     test_classes, config, folder, progress=False)
+    ...     sorted(os.listdir(folder))
+    ['.lock', 'checkpoint.npz', 'metrics.jsonl']
+    >>> learner.phi.shape
+    (1923,)
     """
     config.validate(train_classes, test_classes)
     if config.within_alphabet:
