@@ -1,12 +1,14 @@
 """A worker lost mid-command: a real ``dask scheduler`` and two ``dask worker`` processes on
 127.0.0.1, one of them SIGKILLed while it works; the command still finishes, with the numbers
-of an undisturbed run.
+of an undisturbed run. The executor's own tests lose, on purpose, the only copy of data it
+scattered (which Dask cannot recompute): the work that needed it still gives its results.
 
 Every process is started in its own session and killed at the end of its test; the scheduler
 also stops by itself after 5 idle minutes and the workers 60 s after losing it, so nothing
 outlives a crashed test run for long.
 """
 
+import operator
 import os
 import shutil
 import signal
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from minireptile.cli import main
@@ -76,6 +79,27 @@ class DaskProcesses:
                 return
             time.sleep(0.02)
         raise AssertionError("the workers never both received work")
+
+    def kill_the_holder_of_scattered_data(self):
+        """Let the Active Memory Manager cut every scattered key down to one copy (a
+        ``dask scheduler`` does so by itself every 2 s, broadcast or not), then SIGKILL the
+        worker that holds them; the keys it held."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            self.client.amm.run_once()
+            scattered = {key: holders for key, holders in self.client.who_has().items()
+                         if not str(key).startswith("_run_chunk")}
+            holders = set().union(*scattered.values())
+            if scattered and len(holders) == 1:
+                break
+            assert time.monotonic() < deadline, f"the copies were not dropped: {scattered}"
+            time.sleep(0.1)
+        [address] = holders
+        held = set(self.client.has_what()[address])
+        name = self.client.scheduler_info()["workers"][address]["name"]
+        self.workers[name].send_signal(signal.SIGKILL)
+        self.workers[name].wait()
+        return held
 
     def close(self):
         if self.client is not None:
@@ -156,3 +180,28 @@ def test_sweep_survives_a_killed_worker(tmp_path, synthetic_omniglot, dask_proce
     out = _finish(command)
     assert "2 runs in" in out
     assert_same_sweep(undisturbed, disturbed)
+
+
+def test_shared_data_lost_with_its_only_holder_is_sent_again(dask_processes):
+    from minireptile.parallel.dask_cluster import DaskExecutor
+
+    data = np.arange(10.0)
+    with DaskExecutor(dask_processes.scheduler_file, threads=1) as executor:
+        shared = executor.share(data)
+        assert executor.map(operator.getitem, range(10), shared) == list(data)
+        dask_processes.kill_the_holder_of_scattered_data()
+        assert executor.map(operator.getitem, range(10), shared) == list(data)
+        assert executor.share(data).key is shared.key
+
+
+def test_finished_work_lost_with_the_only_copy_of_its_arguments_runs_again(dask_processes):
+    from minireptile.parallel.dask_cluster import DaskExecutor
+
+    factor = np.array([2.0])
+    with DaskExecutor(dask_processes.scheduler_file, threads=1) as executor:
+        pending = executor.submit(operator.mul, range(8), factor)
+        executor.client.gather(pending.futures)  # every chunk done
+        factor[0] = -1.0  # changed in place, as Φ is: work submitted again must not see it
+        held = dask_processes.kill_the_holder_of_scattered_data()
+        assert any(str(key).startswith("_run_chunk") for key in held)  # results were lost
+        assert [float(x[0]) for x in pending.result()] == [2.0 * i for i in range(8)]
