@@ -49,7 +49,7 @@ def scipy_warp(images, inverse, shift, fill):
 
 
 def bench_warps(repeats):
-    from minireptile.data.augment import AffineAugmentation
+    from minireptile.problems.augment import AffineAugmentation
     from minireptile.kernels.affine import affine_nearest, affine_nearest_reference
 
     print("(a) distorting one training task's images (28x28), median of "

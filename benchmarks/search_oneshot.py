@@ -80,12 +80,11 @@ def main(argv=None):
     parser.add_argument("--out", default="oneshot_search")
     args = parser.parse_args(argv)
 
-    import numpy as np
 
     from minireptile.models.cnn import omniglot_cnn
     from minireptile.data.alphabets import as_within_alphabet
     from minireptile.runs.evaluation import evaluate_splits
-    from minireptile.parallel.executor import make_executor
+    from minireptile.parallel import make_executor
     from minireptile.stats import format_interval
     from minireptile.runs.config import TrainConfig
     from minireptile.runs.run import Run, generators

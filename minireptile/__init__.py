@@ -87,7 +87,7 @@ _EXPORTS = {
     "Run": ".runs.run",
     "open_for_evaluation": ".runs.run",
     # cores and machines
-    "make_executor": ".parallel.executor",
+    "make_executor": ".parallel",
     "set_threads": ".parallel.threads",
     # errors
     "InputError": ".errors",

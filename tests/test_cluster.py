@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 
-from minireptile.runs.npzfile import load_npz
+from minireptile.npzfile import load_npz
 from minireptile.cli import main
 
 SMALL = ["--num-train", "8", "--classes", "3", "--shots", "1", "--train-shots", "2",

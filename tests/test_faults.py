@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 
-from minireptile.runs.npzfile import load_npz, save_npz_atomic
+from minireptile.npzfile import load_npz, save_npz_atomic
 from minireptile.cli import build_parser, main
 from minireptile.errors import InputError
 from minireptile.problems.fewshot import FewShotLearner, InnerConfig

@@ -177,7 +177,7 @@ def test_train_rejects_maml_with_another_algorithm_or_inner_adam(tmp_path, synth
 
 def test_train_omniglot_with_maml_runs_and_differs_from_foml(tmp_path, synthetic_omniglot,
                                                               capsys):
-    from minireptile.runs.npzfile import load_npz
+    from minireptile.npzfile import load_npz
     from minireptile.cli import main
 
     for name, flag in (("maml", "--maml"), ("foml", "--foml")):

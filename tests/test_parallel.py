@@ -10,16 +10,11 @@ import time
 import numpy as np
 import pytest
 
-from minireptile.runs.npzfile import load_npz
+from minireptile.npzfile import load_npz
 from minireptile.cli import main
 from minireptile.errors import InputError
-from minireptile.parallel.executor import (
-    ProcessExecutor,
-    SerialExecutor,
-    check_workers,
-    make_executor,
-    task_seeds,
-)
+from minireptile.parallel import make_executor
+from minireptile.parallel.executor import ProcessExecutor, SerialExecutor, check_workers, task_seeds
 
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                     "NUMBA_NUM_THREADS")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from minireptile.problems import sine
-from minireptile.runs.npzfile import load_npz, save_npz_atomic
+from minireptile.npzfile import load_npz, save_npz_atomic
 from minireptile.cli import main
 from minireptile.errors import InputError
 

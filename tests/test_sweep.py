@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from minireptile.runs.npzfile import load_npz
+from minireptile.npzfile import load_npz
 from minireptile.cli import main
 
 # A small 3-way task family on the synthetic characters: a point trains in about a second.

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from minireptile.runs.npzfile import load_npz
+from minireptile.npzfile import load_npz
 from minireptile.data import ClassSet, ImagePool
 from minireptile.errors import InputError
 from minireptile.problems.fewshot import FewShotLearner, InnerConfig

@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from minireptile.runs.npzfile import load_npz
+from minireptile.npzfile import load_npz
 from minireptile.cli import main
 from minireptile.data import ClassSet, ImagePool
 from minireptile.data.alphabets import AlphabetClassSet, alphabet_of, as_within_alphabet

@@ -51,7 +51,7 @@ def register(subparsers):
 
 
 def run(args):
-    from ..parallel.executor import make_executor
+    from ..parallel import make_executor
 
     with make_executor(args.workers, args.threads, args.scheduler) as executor:
         return _run(args, executor)

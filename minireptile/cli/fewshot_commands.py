@@ -252,7 +252,7 @@ def _final_evaluation(learner, config, splits, names, num_samples, progress, exe
 
 
 def run_train(args):
-    from ..parallel.executor import make_executor
+    from ..parallel import make_executor
 
     with make_executor(args.workers, args.threads, args.scheduler) as executor:
         return _run_train(args, executor)
@@ -354,7 +354,7 @@ def _reuse_split(args, record):
 
 
 def run_eval(args):
-    from ..parallel.executor import make_executor
+    from ..parallel import make_executor
 
     with make_executor(args.workers, args.threads, args.scheduler) as executor:
         return _run_eval(args, executor)

@@ -80,7 +80,7 @@ def select_runs(runs, subset, where):
 
 
 def run(args):
-    from ..parallel.executor import make_executor
+    from ..parallel import make_executor
 
     with make_executor(args.workers, args.threads, args.scheduler) as executor:
         return _run(args, executor)

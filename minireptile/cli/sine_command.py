@@ -37,14 +37,14 @@ def register(subparsers):
 
 
 def run(args):
-    from ..parallel.executor import make_executor
+    from ..parallel import make_executor
 
     with make_executor(args.workers, args.threads, args.scheduler) as executor:
         return _run(args, executor)
 
 
 def _run(args, executor):
-    from ..runs.npzfile import save_npz_atomic
+    from ..npzfile import save_npz_atomic
     from ..stats import format_interval
 
     config = config_from_args(sine.SineConfig, args).validate()

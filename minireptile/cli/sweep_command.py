@@ -53,7 +53,7 @@ def register(subparsers):
 
 
 def run(args):
-    from ..parallel.executor import make_executor
+    from ..parallel import make_executor
 
     points, base, out = _plan(args)
     with make_executor(args.workers, args.threads, args.scheduler) as executor:

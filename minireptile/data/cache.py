@@ -12,7 +12,7 @@ milliseconds. The key of a source is
 plus the loader's name and parameters (image size, format version). Writing an entry removes
 those that can never be hit again: older entries of the same source path and parameters, and
 entries whose source no longer exists. Files are written with
-:func:`minireptile.runs.npzfile.save_npz_atomic` (temporary file, then rename) and read with
+:func:`minireptile.npzfile.save_npz_atomic` (temporary file, then rename) and read with
 ``allow_pickle=False``. The stored format is generic: class names, class starts, a uint8 image
 array and file names (see :class:`~minireptile.data.classes.ImagePool`), so Mini-ImageNet's
 84×84×3 images fit it as well as Omniglot's 28×28.
@@ -29,7 +29,7 @@ import zipfile
 
 import numpy as np
 
-from ..runs.npzfile import save_npz_atomic
+from ..npzfile import save_npz_atomic
 from ..errors import InputError
 from .classes import ImagePool
 

@@ -14,7 +14,7 @@ from importlib import resources
 
 import numpy as np
 
-from ..runs.npzfile import load_npz
+from ..npzfile import load_npz
 from ..models.cnn import omniglot_cnn
 from ..errors import InputError
 from ..runs.config import TrainConfig

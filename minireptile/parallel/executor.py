@@ -274,39 +274,3 @@ def check_workers(workers):
 def default_workers():
     """The cores this process may use (:func:`os.sched_getaffinity`)."""
     return available_cores()
-
-
-def make_executor(workers=None, threads=None, scheduler=None):
-    """A :class:`SerialExecutor` for one worker, else a :class:`ProcessExecutor`; with a
-    ``scheduler``, a :class:`minireptile.parallel.dask_cluster.DaskExecutor` on its workers.
-
-    Parameters
-    ----------
-    workers : int, optional
-        Worker processes; default :func:`default_workers`.
-    threads : int, optional
-        Threads per BLAS pool in each worker (default: :func:`minireptile.parallel.threads.current_threads`).
-    scheduler : str, optional
-        Address or scheduler file of a Dask scheduler (needs the ``cluster`` extra); its
-        workers replace local ones, so ``workers`` must then be None.
-
-    Examples
-    --------
-    >>> with make_executor(workers=1) as executor:
-    ...     executor.map(pow, [1, 2, 3], 2)
-    [2, 4, 8]
-    """
-    if scheduler is not None:
-        if workers is not None:
-            raise InputError(f"workers={workers} and scheduler={scheduler!r} exclude each other: "
-                             f"the cluster's workers do the work; give only the scheduler")
-        from .dask_cluster import DaskExecutor
-
-        return DaskExecutor(scheduler, threads)
-    workers = default_workers() if workers is None else workers
-    check_workers(workers)
-    if threads is not None:
-        set_threads(threads)
-    if workers == 1 or os.name != "posix":
-        return SerialExecutor()
-    return ProcessExecutor(workers)

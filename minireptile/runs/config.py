@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from ..algorithms.combinations import parse_combination
 from ..algorithms.directions import MAML, FirstOrderMAML, GradientCombination, Reptile
 from ..algorithms.meta_iteration import make_outer
-from ..data.augment import (
+from ..problems.augment import (
     DEFAULT_ROTATION,
     DEFAULT_SCALE,
     DEFAULT_SHEAR,
@@ -73,7 +73,7 @@ class TrainConfig:
                                                       "Adam on Φ−W̄")
     checkpoint_interval: int = setting(100, COUNT, "iterations between checkpoints")
     # Beyond the reference: Lake's within-alphabet tasks and Koch et al.'s affine distortions
-    # (see minireptile.data.alphabets and minireptile.data.augment).
+    # (see minireptile.data.alphabets and minireptile.problems.augment).
     within_alphabet: bool = setting(
         False, FLAG, "draw the N classes of every task from one alphabet, chosen uniformly "
                      "among those with at least N classes (Lake's one-shot runs)")

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from .npzfile import load_npz, save_npz_atomic
+from ..npzfile import load_npz, save_npz_atomic
 from ..errors import InputError
 from ..parallel.executor import SerialExecutor, task_seeds
 from ..problems.fewshot import evaluate_task

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError, check_generator
-from ..problems.tasks import Task
+from .tasks import Task
 
 # Koch et al. (2015)'s ranges; translation in pixels of the 28×28 images used here.
 DEFAULT_ROTATION = 10.0

@@ -11,7 +11,7 @@ import zipfile
 
 import numpy as np
 
-from ..errors import InputError
+from .errors import InputError
 
 
 def save_npz_atomic(path, arrays, metadata=None):
