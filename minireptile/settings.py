@@ -116,17 +116,20 @@ def choice(*values):
 @dataclass(frozen=True)
 class Setting:
     """The declaration of one setting: its kind, its help and, when it differs from
-    ``--name-with-dashes``, its command-line flag and metavar."""
+    ``--name-with-dashes``, its command-line flag and metavar; ``aliases`` are further flags
+    for it (the spelling another command or the reference uses for the same concept)."""
 
     kind: Kind
     help: str
     flag: str = None
     metavar: str = None
+    aliases: tuple = ()
 
 
-def setting(default, kind, help, flag=None, metavar=None):
+def setting(default, kind, help, flag=None, metavar=None, aliases=()):
     """A dataclass field declaring a setting (see the module's example)."""
-    return field(default=default, metadata={"setting": Setting(kind, help, flag, metavar)})
+    return field(default=default,
+                 metadata={"setting": Setting(kind, help, flag, metavar, tuple(aliases))})
 
 
 def declared(config):

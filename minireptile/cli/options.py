@@ -50,15 +50,15 @@ def add_setting_options(parser, config, names=None, defaults=True):
         if not defaults and kind.type != "flag":
             shown = " (default: the run's)"
         options = {"dest": name, "default": default, "help": declaration.help + shown}
+        names_on_line = (flag_of(name, declaration), *declaration.aliases)
         if kind.type == "flag":
-            parser.add_argument(flag_of(name, declaration), action="store_true", **options)
+            parser.add_argument(*names_on_line, action="store_true", **options)
         elif kind.type == "choice":
-            parser.add_argument(flag_of(name, declaration), choices=kind.choices, **options)
+            parser.add_argument(*names_on_line, choices=kind.choices, **options)
         else:
             if kind.type != "text":
                 options["type"] = argument_type(kind)
-            parser.add_argument(flag_of(name, declaration), metavar=declaration.metavar,
-                                **options)
+            parser.add_argument(*names_on_line, metavar=declaration.metavar, **options)
 
 
 def config_from_args(config_class, args):

@@ -76,7 +76,8 @@ def _in_flags(err, parser, args):
         [chooser] = [a for a in command._subparsers._group_actions
                      if isinstance(a, argparse._SubParsersAction)]
         command = chooser.choices[getattr(args, chooser.dest)]
-    flags = {action.dest: max(action.option_strings, key=len)
+    # Each option under its first long spelling (the others are aliases).
+    flags = {action.dest: [o for o in action.option_strings if o.startswith("--")][0]
              for action in command._actions
              if action.option_strings and not isinstance(action, argparse._StoreFalseAction)}
     flags.update({name: flags[dest] for name, dest in _PARAMETER_OPTIONS.items()

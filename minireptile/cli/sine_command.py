@@ -23,7 +23,7 @@ def register(subparsers):
     algorithm.add_argument("--maml", action="store_const", dest="algorithm", const="maml",
                            help="second-order MAML (exact meta-gradient through the inner "
                                 "SGD steps)")
-    p.add_argument("--eval-tasks", type=non_negative_int, default=1000,
+    p.add_argument("--eval-tasks", "--eval-samples", type=non_negative_int, default=1000,
                    help="held-out tasks evaluated after training (default %(default)s)")
     p.add_argument("--eval-seed", type=non_negative_int, default=1000,
                    help="seed of the held-out tasks (default %(default)s)")

@@ -68,10 +68,10 @@ class SineConfig:
     """Hyperparameters of sine meta-training (defaults are the paper's). Each is declared
     once here; ``minireptile sine`` makes its flags from these declarations."""
 
-    iterations: int = setting(30000, COUNT, "outer iterations")
+    iterations: int = setting(30000, COUNT, "outer iterations", aliases=("--meta-iters",))
     seed: int = setting(0, COUNT_OR_ZERO, "random seed for initialisation and training tasks")
     inner_lr: float = setting(0.02, POSITIVE, "inner SGD learning rate, also used for "
-                                              "fine-tuning")
+                                              "fine-tuning", aliases=("--learning-rate",))
     inner_batch: int = setting(10, Kind("int", minimum=1, maximum=len(X_ALL)),
                                "inner mini-batch size")
     inner_epochs: int = setting(1, COUNT, "inner epochs over the 50 points")
