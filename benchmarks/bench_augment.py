@@ -49,8 +49,9 @@ def scipy_warp(images, inverse, shift, fill):
 
 
 def bench_warps(repeats):
-    from minireptile.problems.augment import AffineAugmentation
     from minireptile.kernels.affine import affine_nearest, affine_nearest_reference
+
+    from minireptile.problems.augment import AffineAugmentation
 
     print("(a) distorting one training task's images (28x28), median of "
           f"{repeats} calls")
@@ -76,9 +77,9 @@ def bench_warps(repeats):
 
 
 def bench_meta_iteration(rounds, iterations):
-    from minireptile.models.cnn import omniglot_cnn
     from minireptile.data.alphabets import AlphabetClassSet
     from minireptile.data.omniglot import omniglot_splits
+    from minireptile.models.cnn import omniglot_cnn
     from minireptile.runs.config import TrainConfig, make_learner
 
     sources = [DATA / "images_background_small1.zip"]

@@ -90,7 +90,6 @@ def omniglot_conv_shapes(batch):
 
 def worker_layers(args):
     import numpy as np
-
     from minireptile.kernels import conv
 
     rng = np.random.default_rng(0)

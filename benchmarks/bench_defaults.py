@@ -108,8 +108,8 @@ def worker_step(side, batch, repeats):
     x = (rng.random((batch, 28, 28)) < 0.2).astype(np.float32)
     y = np.arange(batch) % 5
     if side == "minireptile":
-        from minireptile.models.cnn import omniglot_cnn
         from minireptile.algorithms.optim import Adam
+        from minireptile.models.cnn import omniglot_cnn
 
         model = omniglot_cnn(5)
         phi = model.init_params(rng)

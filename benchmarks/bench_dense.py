@@ -17,9 +17,8 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-from numba import njit  # noqa: E402
-
 from minireptile.kernels import dense  # noqa: E402
+from numba import njit  # noqa: E402
 
 SHAPES = [(10, 1, 64), (10, 64, 1), (10, 16, 16), (10, 32, 32), (10, 64, 64), (25, 64, 64),
           (50, 64, 64), (10, 128, 128), (10, 256, 64), (50, 128, 128), (100, 256, 256)]

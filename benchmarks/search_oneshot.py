@@ -81,14 +81,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
 
-    from minireptile.models.cnn import omniglot_cnn
     from minireptile.data.alphabets import as_within_alphabet
-    from minireptile.runs.evaluation import evaluate_splits
+    from minireptile.models.cnn import omniglot_cnn
     from minireptile.parallel import make_executor
-    from minireptile.stats import format_interval
     from minireptile.runs.config import TrainConfig
+    from minireptile.runs.evaluation import evaluate_splits
     from minireptile.runs.run import Run, generators
     from minireptile.runs.training import train
+    from minireptile.stats import format_interval
 
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from minireptile.kernels.affine import affine_nearest, affine_nearest_reference
 
-from minireptile.problems.augment import AffineAugmentation
-from minireptile.models.cnn import omniglot_cnn
 from minireptile.data import ClassSet, ImagePool
 from minireptile.errors import InputError
+from minireptile.models.cnn import omniglot_cnn
 from minireptile.parallel import make_executor
+from minireptile.problems.augment import AffineAugmentation
 from minireptile.problems.fewshot import FewShotLearner, InnerConfig, evaluate_task
-from minireptile.kernels.affine import affine_nearest, affine_nearest_reference
 
 
 def binary_images(rng, n, h, w, dtype=np.float32):

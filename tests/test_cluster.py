@@ -15,8 +15,8 @@ import warnings
 import numpy as np
 import pytest
 
-from minireptile.npzfile import load_npz
 from minireptile.cli import main
+from minireptile.npzfile import load_npz
 
 SMALL = ["--num-train", "8", "--classes", "3", "--shots", "1", "--train-shots", "2",
          "--inner-batch", "4", "--inner-iters", "2", "--eval-iters", "2", "--no-progress"]
@@ -91,9 +91,9 @@ def test_training_and_evaluation_are_identical_here_on_two_processes_and_on_dask
 
 
 def test_per_task_results_are_identical_on_dask(synthetic_omniglot, tmp_path, scheduler):
-    from minireptile.parallel.dask_cluster import DaskExecutor
-    from minireptile.models.cnn import omniglot_cnn
     from minireptile.data.omniglot import load_omniglot
+    from minireptile.models.cnn import omniglot_cnn
+    from minireptile.parallel.dask_cluster import DaskExecutor
     from minireptile.problems.fewshot import FewShotLearner, InnerConfig, evaluate_accuracy
 
     classes = load_omniglot([str(synthetic_omniglot)], cache_dir=tmp_path / "cache",

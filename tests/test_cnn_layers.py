@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from minireptile.kernels.batchnorm import batchnorm_forward_reference
 
 from minireptile.errors import InputError
 from minireptile.models.gradcheck import check_layer
-from minireptile.kernels.batchnorm import batchnorm_forward_reference
 from minireptile.models.model import Model
-from minireptile.nn import BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, Reshape, Sequential
 from minireptile.models.params import ParamLayout
+from minireptile.nn import BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, Reshape, Sequential
 
 TOLERANCE = 1e-6
 SETTINGS = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])

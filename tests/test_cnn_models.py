@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-
-from minireptile.models.cnn import miniimagenet_cnn, omniglot_cnn
-from minireptile.errors import InputError
-from minireptile.models.gradcheck import check_model, relative_error
 from minireptile.kernels.batchnorm import batchnorm_forward
 from minireptile.kernels.pool import maxpool_forward_reference
+
+from minireptile.errors import InputError
+from minireptile.models.cnn import miniimagenet_cnn, omniglot_cnn
+from minireptile.models.gradcheck import check_model, relative_error
 from minireptile.nn import BatchNorm2d, Conv2d, MaxPool2d
 
 TOLERANCE = 1e-6

@@ -11,9 +11,9 @@ from minireptile.algorithms.combinations import (
 )
 from minireptile.data import ClassSet, ImagePool
 from minireptile.errors import InputError
-from minireptile.problems.fewshot import FewShotLearner, InnerConfig, evaluate_accuracy
 from minireptile.models.model import Model
 from minireptile.nn import Flatten, Linear, Sequential, Tanh
+from minireptile.problems.fewshot import FewShotLearner, InnerConfig, evaluate_accuracy
 from minireptile.problems.tasks import sample_task
 
 

@@ -13,8 +13,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
-
-from minireptile.errors import InputError
 from minireptile.kernels.batchnorm import (
     batchnorm_backward,
     batchnorm_backward_reference,
@@ -34,6 +32,8 @@ from minireptile.kernels.pool import (
     maxpool_forward,
     maxpool_forward_reference,
 )
+
+from minireptile.errors import InputError
 
 SETTINGS = settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow]

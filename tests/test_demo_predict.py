@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minireptile.models.cnn import omniglot_cnn
 from minireptile.data.omniglot import decode_image
 from minireptile.demo.networks import (
     BUILTIN_SHA256,
@@ -19,6 +18,7 @@ from minireptile.demo.networks import (
 )
 from minireptile.demo.predict import SEED
 from minireptile.errors import InputError
+from minireptile.models.cnn import omniglot_cnn
 from minireptile.problems.tasks import mini_batch_indices
 from minireptile.runs.config import TrainConfig, make_learner
 from minireptile.runs.run import Run, generators

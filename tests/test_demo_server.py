@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 
+from minireptile.demo.drawing import MAX_POINTS, MAX_STROKES, strokes_to_image
 from minireptile.demo.networks import load_builtin
 from minireptile.demo.server import MAX_BODY, DemoServer
-from minireptile.demo.drawing import MAX_POINTS, MAX_STROKES, strokes_to_image
 
 SQUARE = [[[0.2, 0.2], [0.8, 0.2], [0.8, 0.8], [0.2, 0.8], [0.2, 0.2]]]
 CROSS = [[[0.2, 0.2], [0.8, 0.8]], [[0.8, 0.2], [0.2, 0.8]]]

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from minireptile.kernels.dense import (
     LOOP_MAX_FLOPS,
     dense_backward,
@@ -21,6 +20,7 @@ from minireptile.kernels.dense import (
     dense_forward_reference,
 )
 from minireptile.kernels.mlp import _tanh_inplace
+
 from minireptile.models.model import mlp
 
 DTYPES = (np.float32, np.float64)

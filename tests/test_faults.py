@@ -10,16 +10,15 @@ import shutil
 
 import numpy as np
 import pytest
+from test_training import small_config, tiny_model, vector_classes
 
-from minireptile.npzfile import load_npz, save_npz_atomic
 from minireptile.cli import build_parser, main
 from minireptile.errors import InputError
-from minireptile.problems.fewshot import FewShotLearner, InnerConfig
 from minireptile.guard import EXIT_DIVERGED, DivergedError
+from minireptile.npzfile import load_npz, save_npz_atomic
+from minireptile.problems.fewshot import FewShotLearner, InnerConfig
 from minireptile.runs.config import TrainConfig
 from minireptile.runs.training import train
-
-from test_training import small_config, tiny_model, vector_classes
 
 QUIET = dict(progress=False, log=lambda *_: None)
 

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from minireptile.models.gradcheck import check_layer, check_loss, check_model, relative_error
 from minireptile.models.model import mlp
-from minireptile.nn import Linear, MeanSquaredError, ReLU, Sequential, SoftmaxCrossEntropy, Tanh
 from minireptile.models.params import ParamLayout
+from minireptile.nn import Linear, MeanSquaredError, ReLU, Sequential, SoftmaxCrossEntropy, Tanh
 
 TOL = 1e-6
 # Inputs to a ReLU are kept this far from its kink: far more than the finite-difference step

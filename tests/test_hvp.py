@@ -12,11 +12,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from test_cnn_models import kink_margin, perturbed_params
-
-from minireptile.models.cnn import miniimagenet_cnn, omniglot_cnn
-from minireptile.errors import InputError
-from minireptile.models.gradcheck import check_layer_hvp, check_loss_hvp, check_model_hvp
 from minireptile.kernels.batchnorm import (
     batchnorm_backward_r,
     batchnorm_forward,
@@ -31,6 +26,11 @@ from minireptile.kernels.conv import (
     conv2d_forward_reference,
     conv2d_input_gradient,
 )
+from test_cnn_models import kink_margin, perturbed_params
+
+from minireptile.errors import InputError
+from minireptile.models.cnn import miniimagenet_cnn, omniglot_cnn
+from minireptile.models.gradcheck import check_layer_hvp, check_loss_hvp, check_model_hvp
 from minireptile.models.model import mlp
 from minireptile.nn import (
     BatchNorm2d,

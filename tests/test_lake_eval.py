@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from minireptile.cli import main
-from minireptile.models.cnn import omniglot_cnn
 from minireptile.data.lake_runs import load_lake_runs
 from minireptile.errors import InputError
+from minireptile.models.cnn import omniglot_cnn
 from minireptile.problems.lake_benchmark import evaluate_runs, summary
 from minireptile.runs.config import TrainConfig, make_learner
 from minireptile.runs.run import Run, generators

@@ -6,12 +6,12 @@ learner's MAML update against the same differences of what its inner loop actual
 import numpy as np
 import pytest
 
-from minireptile.models.cnn import omniglot_cnn
-from minireptile.errors import InputError
-from minireptile.problems.fewshot import FewShotLearner, InnerConfig
-from minireptile.models.gradcheck import numerical_gradient, relative_error
 from minireptile.algorithms.maml import maml_gradient
+from minireptile.errors import InputError
+from minireptile.models.cnn import omniglot_cnn
+from minireptile.models.gradcheck import numerical_gradient, relative_error
 from minireptile.models.model import mlp
+from minireptile.problems.fewshot import FewShotLearner, InnerConfig
 from minireptile.problems.tasks import Task
 
 TOLERANCE = 1e-6
@@ -177,8 +177,8 @@ def test_train_rejects_maml_with_another_algorithm_or_inner_adam(tmp_path, synth
 
 def test_train_omniglot_with_maml_runs_and_differs_from_foml(tmp_path, synthetic_omniglot,
                                                               capsys):
-    from minireptile.npzfile import load_npz
     from minireptile.cli import main
+    from minireptile.npzfile import load_npz
 
     for name, flag in (("maml", "--maml"), ("foml", "--foml")):
         assert main(_train(synthetic_omniglot, tmp_path / name, "--sgd", flag,

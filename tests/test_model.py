@@ -9,11 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from minireptile.problems import sine
 from minireptile.errors import InputError
 from minireptile.models.model import Model, mlp
 from minireptile.nn import Linear, Sequential, Tanh
-
+from minireptile.problems import sine
 
 # --- describe -----------------------------------------------------------------------------------
 

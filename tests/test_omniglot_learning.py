@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minireptile.models.cnn import omniglot_cnn
 from minireptile.data.omniglot import omniglot_splits
+from minireptile.models.cnn import omniglot_cnn
 from minireptile.problems.fewshot import evaluate_accuracy
 from minireptile.runs.config import TrainConfig, make_learner
 from minireptile.runs.run import generators

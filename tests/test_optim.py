@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minireptile.errors import InputError
 from minireptile.algorithms.optim import SGD, Adam
+from minireptile.errors import InputError
 
 
 def gradients(seed, n_steps, size):

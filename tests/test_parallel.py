@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from minireptile.npzfile import load_npz
 from minireptile.cli import main
 from minireptile.errors import InputError
+from minireptile.npzfile import load_npz
 from minireptile.parallel import make_executor
 from minireptile.parallel.executor import ProcessExecutor, SerialExecutor, check_workers, task_seeds
 

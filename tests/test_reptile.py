@@ -5,11 +5,17 @@ import math
 import numpy as np
 import pytest
 
-from minireptile.problems import sine
+from minireptile.algorithms.meta_iteration import (
+    OuterAdam,
+    OuterSGD,
+    linear_schedule,
+    make_outer,
+    reptile_step,
+)
+from minireptile.algorithms.optim import SGD
 from minireptile.errors import InputError
 from minireptile.models.model import mlp
-from minireptile.algorithms.optim import SGD
-from minireptile.algorithms.meta_iteration import OuterAdam, OuterSGD, linear_schedule, make_outer, reptile_step
+from minireptile.problems import sine
 
 
 def tiny_model(fused=True):

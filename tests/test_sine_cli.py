@@ -9,10 +9,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from minireptile.problems import sine
-from minireptile.npzfile import load_npz, save_npz_atomic
 from minireptile.cli import main
 from minireptile.errors import InputError
+from minireptile.npzfile import load_npz, save_npz_atomic
+from minireptile.problems import sine
 
 QUICK = ["sine", "--iterations", "4", "--eval-tasks", "6", "--no-progress"]
 HELD_OUT = re.compile(r"^after +(\d+) steps: (\d+\.\d+) ± (\d+\.\d+)$")

@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from minireptile.npzfile import load_npz
 from minireptile.cli import main
+from minireptile.npzfile import load_npz
 
 # A small 3-way task family on the synthetic characters: a point trains in about a second.
 SMALL = ["--num-train", "8", "--classes", "3", "--shots", "1", "--train-shots", "2",

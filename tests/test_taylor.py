@@ -7,7 +7,6 @@ wrong α-coefficient leaves an O(α) residual, which halving divides by ≈ 2 on
 import numpy as np
 import pytest
 
-from minireptile.models.model import mlp
 from minireptile.algorithms.taylor import (
     ALGORITHMS,
     exact_expectations,
@@ -17,6 +16,7 @@ from minireptile.algorithms.taylor import (
     meta_gradients,
     monte_carlo,
 )
+from minireptile.models.model import mlp
 
 LRS = (0.02, 0.01, 0.005)
 

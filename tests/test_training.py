@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from minireptile.npzfile import load_npz
 from minireptile.data import ClassSet, ImagePool
 from minireptile.errors import InputError
+from minireptile.npzfile import load_npz
 from minireptile.problems.fewshot import FewShotLearner, InnerConfig
 from minireptile.problems.tasks import Task
 from minireptile.runs.config import TrainConfig

@@ -8,16 +8,15 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from conftest import write_synthetic_omniglot
 
-from minireptile.npzfile import load_npz
 from minireptile.cli import main
 from minireptile.data import ClassSet, ImagePool
 from minireptile.data.alphabets import AlphabetClassSet, alphabet_of, as_within_alphabet
 from minireptile.data.classes import augment_rotations
 from minireptile.errors import InputError
+from minireptile.npzfile import load_npz
 from minireptile.problems.tasks import sample_eval_task, sample_task
-
-from conftest import write_synthetic_omniglot
 
 SIZES = {"Alpha": 7, "Beta": 3, "Gamma": 5, "Delta": 2, "Epsilon": 9}
 

@@ -5,10 +5,10 @@ import os
 import time
 
 from ..algorithms.combinations import REFERENCE_COMBINATIONS, parse_combinations
-from ..runs.rundata import describe_data
 from ..runs.run import generators
-from .options import add_parallel_arguments, non_negative_int, positive_float, positive_int
+from ..runs.rundata import describe_data
 from .data_commands import add_omniglot_arguments, omniglot_from_args, split_options
+from .options import add_parallel_arguments, non_negative_int, positive_float, positive_int
 from .taylor_command import register as register_taylor
 
 

@@ -19,8 +19,6 @@ from typing import Callable
 
 from ..errors import InputError
 from ..guard import DivergedError
-from ..runs.rundata import SPLIT_OPTIONS, check_no_overlap, content_hash, describe_data
-from ..stats import format_interval
 from ..runs.config import TrainConfig
 from ..runs.run import (
     CHECKPOINT_FILE,
@@ -31,7 +29,15 @@ from ..runs.run import (
     open_run,
     restore_learner,
 )
+from ..runs.rundata import SPLIT_OPTIONS, check_no_overlap, content_hash, describe_data
 from ..runs.training import train
+from ..stats import format_interval
+from .data_commands import (
+    add_cache_arguments,
+    add_omniglot_arguments,
+    omniglot_from_args,
+    split_options,
+)
 from .options import (
     add_parallel_arguments,
     add_setting_options,
@@ -40,7 +46,6 @@ from .options import (
     non_negative_int,
     positive_int,
 )
-from .data_commands import add_cache_arguments, add_omniglot_arguments, omniglot_from_args, split_options
 
 SPLIT_LABELS = {"train": "Train", "val": "Validation", "test": "Test"}
 

@@ -10,10 +10,10 @@ line and status 3; Ctrl-C with status 130.
 import argparse
 import sys
 
-from .commands import COMMANDS
-from .options import as_flags, flag_of
 from ..errors import InputError
 from ..guard import EXIT_DIVERGED, DivergedError
+from .commands import COMMANDS
+from .options import as_flags, flag_of
 
 
 class _Parser(argparse.ArgumentParser):

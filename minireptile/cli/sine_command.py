@@ -3,8 +3,13 @@
 import time
 
 from ..problems import sine
-from .options import add_parallel_arguments, add_setting_options, config_from_args, \
-    non_negative_int, output_path
+from .options import (
+    add_parallel_arguments,
+    add_setting_options,
+    config_from_args,
+    non_negative_int,
+    output_path,
+)
 
 
 def register(subparsers):

@@ -93,9 +93,9 @@ def _plan(args):
 
 
 def _run(args, executor, points, base, out):
-    from ..stats import format_interval
-    from ..runs.sweep import PLOT_FILE, TABLE_FILE, plot_results, read_result, write_table
     from ..runs.run import Run
+    from ..runs.sweep import PLOT_FILE, TABLE_FILE, plot_results, read_result, write_table
+    from ..stats import format_interval
 
     os.makedirs(out, exist_ok=True)
     finished = {d: read_result(d) for d, _ in points}
@@ -163,8 +163,8 @@ def run_point(dataset_name, base, point):
     Returns the dict written to the run's ``result.json``.
     """
     from ..runs.evaluation import evaluate_splits
-    from ..runs.sweep import RESULT_FILE, plain, read_result, write_json_atomic
     from ..runs.run import Run, generators
+    from ..runs.sweep import RESULT_FILE, plain, read_result, write_json_atomic
     from ..runs.training import train
 
     directory, values = point

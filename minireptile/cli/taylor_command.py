@@ -7,13 +7,13 @@ import time
 
 import numpy as np
 
-from ..problems import sine
 from ..algorithms import taylor
 from ..errors import InputError
+from ..problems import sine
 from ..runs.config import TrainConfig, make_learner
 from ..runs.run import generators
-from .options import non_negative_int, positive_int
 from .data_commands import add_omniglot_arguments, omniglot_from_args
+from .options import non_negative_int, positive_int
 
 
 def _list(kind, check, what):

@@ -29,8 +29,8 @@ import zipfile
 
 import numpy as np
 
-from ..npzfile import save_npz_atomic
 from ..errors import InputError
+from ..npzfile import save_npz_atomic
 from .classes import ImagePool
 
 ENV_VAR = "MINIREPTILE_CACHE"

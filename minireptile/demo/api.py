@@ -27,8 +27,8 @@ import math
 import numpy as np
 
 from ..errors import InputError
-from .predict import MAX_SHOTS
 from .drawing import check_image, strokes_to_image
+from .predict import MAX_SHOTS
 
 MAX_DRAWINGS = 26  # 5 classes × 5 drawings + the input
 

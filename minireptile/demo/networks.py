@@ -14,9 +14,9 @@ from importlib import resources
 
 import numpy as np
 
-from ..npzfile import load_npz
-from ..models.cnn import omniglot_cnn
 from ..errors import InputError
+from ..models.cnn import omniglot_cnn
+from ..npzfile import load_npz
 from ..runs.config import TrainConfig
 from ..runs.run import CHECKPOINT_FILE, check_checkpoint, read_checkpoint
 from .predict import FineTuning, Predictor

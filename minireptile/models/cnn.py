@@ -22,8 +22,8 @@ defaults are the reference models.
 import numpy as np
 
 from ..errors import check_positive_int
-from .model import Model
 from ..nn import BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, Reshape, Sequential
+from .model import Model
 
 BLOCKS = 4
 

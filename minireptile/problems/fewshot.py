@@ -35,11 +35,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..parallel.executor import SerialExecutor, task_seeds
-from ..guard import check_finite
 from ..algorithms.directions import make_algorithm
-from ..algorithms.optim import SGD, Adam
 from ..algorithms.meta_iteration import OuterSGD, meta_step
+from ..algorithms.optim import SGD, Adam
+from ..guard import check_finite
+from ..parallel.executor import SerialExecutor, task_seeds
 from ..stats import mean_and_interval
 from .tasks import mini_batches, sample_eval_task, sample_task, split_support_query
 

@@ -15,6 +15,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..algorithms.directions import make_algorithm
+from ..algorithms.meta_iteration import linear_schedule, make_outer, meta_step
+from ..algorithms.optim import SGD
+from ..guard import DivergedError, check_finite
+from ..parallel.executor import SerialExecutor
 from ..settings import (
     COUNT,
     COUNT_OR_ZERO,
@@ -25,11 +30,6 @@ from ..settings import (
     choice,
     setting,
 )
-from ..parallel.executor import SerialExecutor
-from ..guard import DivergedError, check_finite
-from ..algorithms.directions import make_algorithm
-from ..algorithms.optim import SGD
-from ..algorithms.meta_iteration import linear_schedule, make_outer, meta_step
 from ..stats import mean_and_interval
 
 X_ALL = np.linspace(-5, 5, 50)[:, None]

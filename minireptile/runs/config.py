@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from ..algorithms.combinations import parse_combination
 from ..algorithms.directions import MAML, FirstOrderMAML, GradientCombination, Reptile
 from ..algorithms.meta_iteration import make_outer
+from ..errors import InputError
 from ..problems.augment import (
     DEFAULT_ROTATION,
     DEFAULT_SCALE,
@@ -17,7 +18,7 @@ from ..problems.augment import (
     DEFAULT_TRANSLATE,
     AffineAugmentation,
 )
-from ..errors import InputError
+from ..problems.fewshot import FewShotLearner, InnerConfig
 from ..settings import (
     COUNT,
     COUNT_OR_ZERO,
@@ -30,7 +31,7 @@ from ..settings import (
     choice,
     setting,
 )
-from ..problems.fewshot import FewShotLearner, InnerConfig
+
 
 @dataclass
 class TrainConfig:

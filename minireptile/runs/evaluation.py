@@ -19,8 +19,8 @@ import time
 
 import numpy as np
 
-from ..npzfile import load_npz, save_npz_atomic
 from ..errors import InputError
+from ..npzfile import load_npz, save_npz_atomic
 from ..parallel.executor import SerialExecutor, task_seeds
 from ..problems.fewshot import evaluate_task
 from ..stats import mean_and_interval

@@ -21,8 +21,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..guard import DivergedError, first_non_finite
-from .config import TrainConfig, make_learner
 from ..npzfile import load_npz, save_npz_atomic
+from .config import TrainConfig, make_learner
 
 CHECKPOINT_FILE = "checkpoint.npz"
 # 1: the data described by paths; 2: by content hash, with the run's training classes.
