@@ -9,15 +9,11 @@ averages the directions of a meta-batch and moves ``Φ ← Φ + ε·mean(d)``, o
 to an outer optimiser as a gradient. With k SGD steps at rate α and inner gradients
 g1 … gk:
 
-==========================  =========================================  ==================
-algorithm                   direction d                                with inner SGD
-==========================  =========================================  ==================
-:class:`Reptile`            ``W_k − Φ``                                ``−α (g1 + … + gk)``
-:class:`FirstOrderMAML`     ``W_k − W_{k−1}``, the last step alone      ``−α gk``
-:class:`MAML`               the last step carried back through the     ``−α g_MAML``
-                            first k − 1 with Hessian-vector products
-:class:`GradientCombination`  ``−α Σ c_i g_i``                         (any weights c_i)
-==========================  =========================================  ==================
+* :class:`Reptile`: ``d = W_k − Φ``; with inner SGD, ``−α (g1 + … + gk)``.
+* :class:`FirstOrderMAML`: ``d = W_k − W_{k−1}``, the last step alone; with SGD, ``−α gk``.
+* :class:`MAML`: the last step carried back through the first k − 1 with Hessian-vector
+  products, ``−α g_MAML``.
+* :class:`GradientCombination`: ``d = −α Σ c_i g_i`` for any weights c_i.
 
 >>> algorithm = make_algorithm("foml", tail_shots=1)
 >>> algorithm

@@ -368,7 +368,8 @@ def run_eval(args):
 def _run_eval(args, executor):
     dataset = args.few_shot
     model, config, learner, meta = open_for_evaluation(
-        args.checkpoint, dataset.model, {name: getattr(args, name, None) for name in EVAL_OVERRIDES},
+        args.checkpoint, dataset.model,
+        {name: getattr(args, name, None) for name in EVAL_OVERRIDES},
         classes=args.classes)
     record = meta["extra"].get("data")
     changed = _reuse_split(args, record)

@@ -17,7 +17,8 @@ def make_executor(workers=None, threads=None, scheduler=None):
     workers : int, optional
         Worker processes; default :func:`default_workers`.
     threads : int, optional
-        Threads per BLAS pool in each worker (default: :func:`minireptile.parallel.threads.current_threads`).
+        Threads per BLAS pool in each worker (default:
+        :func:`minireptile.parallel.threads.current_threads`).
     scheduler : str, optional
         Address or scheduler file of a Dask scheduler (needs the ``cluster`` extra); its
         workers replace local ones, so ``workers`` must then be None.

@@ -23,8 +23,8 @@ Two executors:
   so a later in-place update of Φ cannot leak into work already submitted.
 
 Work functions must be module-level functions (they are sent by name). Each worker sizes its
-thread pools like the parent (:mod:`minireptile.parallel.threads`), so workers × threads never exceeds
-what was asked for.
+thread pools like the parent (:mod:`minireptile.parallel.threads`), so workers × threads
+never exceeds what was asked for.
 """
 
 import itertools

@@ -6,8 +6,8 @@ per core. At the matrix sizes of these networks a product split across threads c
 it gains, and two pools on the same cores spin against each other: an Omniglot training step
 took 50–55 ms instead of 7–8 ms on two idle cores, and 268 ms with one other busy process.
 minireptile uses the cores for independent work instead (tasks, variants: see
-:mod:`minireptile.parallel.executor`), so every BLAS and OpenMP pool gets ``threads`` threads, 1 unless
-asked otherwise:
+:mod:`minireptile.parallel.executor`), so every BLAS and OpenMP pool gets ``threads``
+threads, 1 unless asked otherwise:
 
 * :func:`set_threads` (the command line's ``--threads``) sets it;
 * an explicit ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` in the

@@ -1,10 +1,11 @@
-"""Few-shot classification meta-learning: Reptile and first-order MAML with an inner optimiser.
+"""Few-shot classification: the learner that meta-trains, fine-tunes and evaluates a network.
 
 The semantics follow the reference implementation (openai/supervised-reptile, ``reptile.py``):
 
-* **Inner loop.** ``inner_iters`` mini-batches of a task (:func:`minireptile.problems.tasks.mini_batches`),
-  each preceded by weight decay ``w ← rate·w`` (a no-op for rate 1) and followed by one step of
-  Adam (β1 = 0 by default) or SGD. The step follows the gradient of the *summed* cross-entropy
+* **Inner loop.** ``inner_iters`` mini-batches of a task
+  (:func:`minireptile.problems.tasks.mini_batches`), each preceded by weight decay
+  ``w ← rate·w`` (a no-op for rate 1) and followed by one step of Adam (β1 = 0 by default)
+  or SGD. The step follows the gradient of the *summed* cross-entropy
   over the mini-batch: the reference minimises TensorFlow's per-example loss vector, whose
   gradient TensorFlow takes of the sum. (Adam barely notices the scale; SGD's step is
   ``batch`` times that of the mean.)
@@ -12,18 +13,14 @@ The semantics follow the reference implementation (openai/supervised-reptile, ``
   moments and step count carry over from task to task and from one meta-iteration to the next,
   as TensorFlow's slot variables do in the reference. Evaluation saves the whole state, optimiser
   included, and restores it afterwards, so evaluating never changes training.
-* **Reptile.** ``Φ ← Φ + ε (W̄ − Φ)`` over a meta-batch of tasks (or the outer optimiser of
-  :mod:`minireptile.algorithms.meta_iteration` applied to ``Φ − W̄``).
-* **First-order MAML.** The update is the mean over tasks of the *last* inner step,
-  ``Φ ← Φ + ε·mean(W_k − W_{k−1})``; with ``tail_shots`` the last step runs on a held-out
-  "tail" of ``tail_shots`` examples per class and the earlier ``k − 1`` steps on the rest.
-* **Second-order MAML.** The update is ``−α·g_MAML``, the exact gradient of the last
-  mini-batch's summed loss after the first ``k − 1`` inner SGD steps, taken backwards through
-  those steps with Hessian-vector products (:mod:`minireptile.algorithms.maml`); it needs inner SGD
-  without weight decay, which is what it differentiates.
-* **Gradient combinations.** The update is ``−α Σ c_i g_i`` over the inner gradients g1 … gk
-  (see :mod:`minireptile.algorithms.combinations`); with inner SGD, ``reptile`` and ``last`` coincide
-  with the two algorithms above.
+* **The meta-iteration.** Each task of a meta-batch runs its inner loop under the learner's
+  algorithm (:mod:`minireptile.algorithms.directions`), which returns the direction the task
+  asks of Φ: ``W − Φ`` for Reptile, the last step ``W_k − W_{k−1}`` for first-order MAML
+  (whose ``tail_shots`` hold out that many examples per class for the last step), the last
+  step carried back through the first ``k − 1`` with Hessian-vector products for
+  second-order MAML (inner SGD without weight decay), ``−α Σ c_i g_i`` for a gradient
+  combination. :func:`~minireptile.algorithms.meta_iteration.meta_step` averages the
+  directions and moves Φ.
 * **Evaluation.** Draw ``shots + 1`` examples per class, hold one per class out as the query,
   fine-tune on the support set for ``eval_iters`` mini-batches of ``eval_batch``, then predict.
   *Transductive*: all queries in one forward pass (batch norm sees the query batch).

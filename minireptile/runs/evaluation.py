@@ -7,8 +7,8 @@ parameters and optimiser state, a hash of each split's classes and images, the e
 settings, the seed). It is rewritten atomically every few seconds (or tasks), so an
 evaluation interrupted at any point continues where it stopped, and ends with exactly the
 numbers of an uninterrupted one: task ``i`` of a split always draws from the same stream
-(:func:`~minireptile.parallel.executor.task_seeds`), wherever and whenever it runs. A finished record
-answers the same evaluation again at once, and only the same one.
+(:func:`~minireptile.parallel.executor.task_seeds`), wherever and whenever it runs. A finished
+record answers the same evaluation again at once, and only the same one.
 """
 
 import hashlib

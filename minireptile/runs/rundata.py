@@ -64,7 +64,8 @@ def overlap(record, classes):
 
 
 def check_no_overlap(record, splits, names, allow_train_overlap, labels):
-    """Refuse (or, with ``allow_train_overlap``, describe) evaluating held-out splits on training classes.
+    """Refuse (or, with ``allow_train_overlap``, describe) evaluating held-out splits on
+    training classes.
 
     Parameters
     ----------
