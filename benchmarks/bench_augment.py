@@ -19,18 +19,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _timing import median_seconds
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"
 SMALL1 = ["Balinese", "Early_Aramaic", "Greek", "Korean", "Latin"]
-
-
-def median_seconds(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def scipy_warp(images, inverse, shift, fill):

@@ -29,7 +29,8 @@ import json
 import os
 import subprocess
 import sys
-import time
+
+from _timing import median_seconds
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                     "NUMBA_NUM_THREADS")
@@ -45,19 +46,6 @@ KEEP_FREED_MEMORY = {
 
 def step_repeats(args, batch):
     return args.repeats if batch <= 10 else max(20, args.repeats // 5)
-
-
-def median_seconds(fn, repeats, warmup=3):
-    import numpy as np
-
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def peak_rss_mib():

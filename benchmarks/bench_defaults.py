@@ -46,6 +46,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _timing import call_times
+
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[0].parent / "shared" / "data" / "omniglot"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -90,17 +92,6 @@ class Competitor:
 # Workers: each prints one JSON line, the seconds of every repetition
 
 
-def median_times(fn, repeats, warmup=3):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def worker_step(side, batch, repeats):
     import numpy as np
 
@@ -132,7 +123,7 @@ def worker_step(side, batch, repeats):
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(net(xt), yt, reduction="sum").backward()
             opt.step()
-    return median_times(step, repeats)
+    return call_times(step, repeats)
 
 
 def worker_meta(side, dataset, repeats):

@@ -23,30 +23,10 @@ import subprocess
 import sys
 import time
 
-from bench_omniglot import THREAD_VARIABLES, classes
+# The paper's 5-way setting and its tasks, as bench_omniglot.py draws them.
+from bench_omniglot import SETTING, THREAD_VARIABLES, classes, task_stream
 
-SETTING = dict(classes=5, train_shots=10, inner_batch=10, inner_iters=5, meta_batch=5,
-               learning_rate=0.001, meta_step=1.0)
 SIDES = ("minireptile-maml", "minireptile-foml", "torch-maml", "torch-foml")
-
-
-def task_stream(count, seed=0):
-    """The inner mini-batches of ``count`` meta-iterations, as (images, labels) lists."""
-    import numpy as np
-
-    from minireptile.problems.tasks import mini_batches, sample_task
-
-    train, _ = classes()
-    rng = np.random.default_rng(seed)
-    stream = []
-    for _ in range(count):
-        tasks = []
-        for _ in range(SETTING["meta_batch"]):
-            task = sample_task(train, SETTING["classes"], SETTING["train_shots"], rng)
-            tasks.append([(b.images, b.labels) for b in mini_batches(
-                task, SETTING["inner_batch"], SETTING["inner_iters"], False, rng)])
-        stream.append(tasks)
-    return stream
 
 
 def worker_minireptile(algorithm, iterations, rounds):
