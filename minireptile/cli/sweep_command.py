@@ -62,7 +62,7 @@ def run(args):
 
 def _plan(args):
     """Check everything before any work: ``(points, base flags, out folder)``."""
-    from ..runs.sweep import grid_points, parse_grid
+    from .sweep_grid import grid_points, parse_grid
 
     if args.resume or args.pretrained:
         raise InputError("a sweep resumes its unfinished runs by itself; drop "

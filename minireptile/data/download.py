@@ -53,7 +53,7 @@ class Release:
     sha256: str
     md5: str = ""
     folder: str = ""  # below the base URL (and the repository's python/ folder)
-    images: bool = True  # Omniglot images (extracted, usable as --data), else Lake's runs
+    images: bool = True  # Omniglot images (extracted, usable as data sources), else Lake's runs
 
     @property
     def filename(self):
@@ -130,11 +130,11 @@ def _fetch_part(url, part, expected_size, progress):
         if err.code == 416 and have:  # range not satisfiable: start this file again
             os.unlink(part)
             return _fetch_part(url, part, expected_size, progress)
-        raise DownloadError(f"{url} answered HTTP {err.code} {err.reason}; check --base-url "
+        raise DownloadError(f"{url} answered HTTP {err.code} {err.reason}; check base_url "
                             "or try again later") from None
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise DownloadError(f"cannot reach {url} ({reason}); check the network or --base-url, "
+        raise DownloadError(f"cannot reach {url} ({reason}); check the network or base_url, "
                             "then run the command again to resume") from None
     with response:
         if have and response.status != 206:  # the server ignored the range: start over
@@ -181,7 +181,7 @@ def fetch(rel, dest, base_url=BASE_URL, progress=True, log=print):
         if attempt == 0:
             log(f"{rel.filename}: download {problem}; fetching it again from the start")
     raise DownloadError(f"{url} {problem}; the server does not serve the official "
-                        f"{rel.filename} (check --base-url)")
+                        f"{rel.filename} (check base_url)")
 
 
 def _safe_members(archive, path):
@@ -226,11 +226,11 @@ def download_omniglot(dest, names=None, base_url=BASE_URL, do_extract=True, prog
     Returns
     -------
     list of str: the extracted folders (or the zips when ``do_extract`` is False), usable as
-    ``--data`` sources, and ``all_runs.zip`` (never extracted), usable as ``--runs``.
+    data sources, and ``all_runs.zip`` (never extracted), Lake's runs.
     """
     rels = [release(n) for n in (names or list(RELEASES))]
     if os.path.exists(dest) and not os.path.isdir(dest):
-        raise InputError(f"--dest {dest!r} is a file; give a folder")
+        raise InputError(f"dest={dest!r} is a file; give a folder")
     os.makedirs(dest, exist_ok=True)
     out = []
     for rel in rels:

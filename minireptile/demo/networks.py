@@ -55,7 +55,7 @@ def load_builtin(path=None, expected_sha256=BUILTIN_SHA256):
     path = path or builtin_path()
     if not os.path.isfile(path):
         raise InputError(f"the built-in model {path!r} is missing; reinstall minireptile "
-                         "or pass --checkpoint RUN")
+                         "or give a run folder instead")
     actual = sha256_of(path)
     if actual != expected_sha256:
         raise InputError(f"the built-in model {path!r} has SHA-256 {actual}, expected "
@@ -122,7 +122,7 @@ def export_builtin(run_path, out_path, about):
     arrays, meta = check_checkpoint(run_path, arrays, meta, omniglot_cnn(BUILTIN_CLASSES))
     config = TrainConfig.from_dict(meta["config"])
     if config.sgd:
-        raise InputError("the built-in format stores an Adam state; this run used --sgd")
+        raise InputError("the built-in format stores an Adam state; this run used sgd=True")
     metadata = json.dumps({"config": config.to_dict(), "about": about}).encode()
     tmp = out_path + ".tmp"
     with open(tmp, "wb") as f:

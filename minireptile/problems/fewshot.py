@@ -43,7 +43,23 @@ from .tasks import mini_batches, sample_eval_task, sample_task, split_support_qu
 
 @dataclass
 class InnerConfig:
-    """How a task is learned: optimiser, mini-batches and weight decay."""
+    """How a task is learned: optimiser, mini-batches and weight decay (the reference's
+    defaults: Adam with β1 = 0 at 0.001, 20 steps of 5 examples, no replacement, no decay).
+
+    Attributes
+    ----------
+    learning_rate : float
+        Step size of Adam, or of SGD with ``sgd``.
+    sgd : bool
+    beta1 : float
+        Adam's first-moment decay.
+    batch, iters : int
+        Mini-batch size and number of inner steps.
+    replacement : bool
+        Draw each mini-batch independently (with replacement between batches).
+    weight_decay : float
+        ``w ← weight_decay·w`` before every step (1: none).
+    """
 
     learning_rate: float = 1e-3
     sgd: bool = False

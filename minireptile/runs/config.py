@@ -37,25 +37,28 @@ from ..settings import (
 class TrainConfig:
     """The reference's training settings (``supervised_reptile/args.py``), with its defaults,
     and those minireptile adds. Each is declared once here; ``minireptile train`` makes its
-    flags from these declarations (``--name-with-dashes``)."""
+    flags from these declarations (``--name-with-dashes``). The inner loop's defaults are
+    :class:`InnerConfig`'s, which :meth:`inner` fills from these settings."""
 
     seed: int = setting(0, COUNT_OR_ZERO, "random seed")
     classes: int = setting(5, COUNT, "classes per task, N")
     shots: int = setting(5, COUNT, "examples per class in evaluation tasks, K")
     train_shots: int = setting(0, COUNT_OR_ZERO, "examples per class in training tasks "
                                                  "(0: as shots)")
-    inner_batch: int = setting(5, COUNT, "inner mini-batch size")
-    inner_iters: int = setting(20, COUNT, "inner steps per task")
-    replacement: bool = setting(False, FLAG, "sample inner mini-batches with replacement")
-    learning_rate: float = setting(1e-3, POSITIVE, "inner Adam/SGD step size")
+    inner_batch: int = setting(InnerConfig.batch, COUNT, "inner mini-batch size")
+    inner_iters: int = setting(InnerConfig.iters, COUNT, "inner steps per task")
+    replacement: bool = setting(InnerConfig.replacement, FLAG,
+                                "sample inner mini-batches with replacement")
+    learning_rate: float = setting(InnerConfig.learning_rate, POSITIVE,
+                                   "inner Adam/SGD step size")
     eval_batch: int = setting(5, COUNT, "mini-batch size when fine-tuning for evaluation")
     eval_iters: int = setting(50, COUNT, "fine-tuning steps for evaluation")
     weight_decay: float = setting(
-        1.0, Kind("float", minimum=0, maximum=1, above_minimum=True),
+        InnerConfig.weight_decay, Kind("float", minimum=0, maximum=1, above_minimum=True),
         "multiply the weights by this rate before every inner step (1: none)")
     transductive: bool = setting(False, FLAG, "classify all query images in one batch (batch "
                                               "norm sees them all)")
-    sgd: bool = setting(False, FLAG, "inner SGD instead of Adam (beta1 = 0)")
+    sgd: bool = setting(InnerConfig.sgd, FLAG, "inner SGD instead of Adam (beta1 = 0)")
     meta_step: float = setting(0.1, POSITIVE, "outer step size at the start")
     meta_step_final: float = setting(0.1, NON_NEGATIVE, "outer step size at the end, "
                                                         "annealed linearly")
