@@ -142,6 +142,50 @@ def test_non_transductive_prediction_sees_one_query_at_a_time():
                                   np.argmax(together, axis=1))
 
 
+def adam_beta1_zero(w, grad, state, lr, beta2=0.999, eps=1e-8):
+    """One step of TensorFlow's Adam with β1 = 0, written out here (not the library's), in
+    place on ``w``; ``state`` is a dict holding ``v`` and ``t``."""
+    state["t"] += 1
+    state["v"] = beta2 * state["v"] + (1 - beta2) * grad * grad
+    w -= lr * np.sqrt(1 - beta2 ** state["t"]) * grad / (np.sqrt(state["v"]) + eps)
+
+
+@pytest.mark.parametrize("sgd", [True, False], ids=["sgd", "adam"])
+def test_weight_decay_scales_the_weights_before_every_inner_step(sgd):
+    model = tiny_model()
+    classes = vector_classes()
+    phi = model.init_params(np.random.default_rng(0))
+    config = InnerConfig(sgd=sgd, learning_rate=0.05, batch=3, iters=3, weight_decay=0.8)
+    learner = FewShotLearner(model, phi.copy(), config)
+    learner.train_step(classes, 3, 2, meta_batch=2, step_size=0.5, rng=np.random.default_rng(4))
+
+    # By hand: w ← 0.8·w, then the step on the summed loss at the decayed weights; inner
+    # Adam's moments carry from the first task to the second.
+    from minireptile.parallel.executor import task_seeds
+    from minireptile.problems.tasks import mini_batches, sample_task
+
+    adam = {"v": np.zeros_like(phi), "t": 0}
+    solutions = []
+    for seed in task_seeds(np.random.default_rng(4), 2):
+        rng = np.random.default_rng(seed)
+        task = sample_task(classes, 3, 2, rng)
+        w = phi.copy()
+        for batch in mini_batches(task, 3, 3, False, rng):
+            w *= 0.8
+            _, g = model.loss_and_grad(w, batch.images, batch.labels)
+            g = len(batch.labels) * g
+            if sgd:
+                w -= 0.05 * g
+            else:
+                adam_beta1_zero(w, g, adam, 0.05)
+        solutions.append(w)
+    expected = phi + 0.5 * (np.mean(solutions, axis=0) - phi)
+    np.testing.assert_allclose(learner.phi, expected, rtol=1e-12, atol=1e-12)
+    if not sgd:
+        assert learner.optimizer.t == adam["t"] == 6
+        np.testing.assert_allclose(learner.optimizer.v, adam["v"], rtol=1e-12, atol=1e-300)
+
+
 def test_summed_loss_step_is_batch_times_the_mean_step():
     model = tiny_model()
     phi = model.init_params(np.random.default_rng(0))
@@ -315,3 +359,30 @@ def test_outer_adam_is_selectable_and_changes_the_update(tmp_path):
     assert not np.array_equal(sgd.phi, adam.phi)
     state = load_npz(tmp_path / "adam" / "checkpoint.npz")[0]
     assert int(state["state.outer.t"]) == 6      # one outer Adam step per meta-iteration
+
+
+def test_weight_decay_through_the_command_line(tmp_path, synthetic_omniglot):
+    from minireptile.cli import main
+
+    # Inner SGD with a learning rate far below the weights' last bit and a meta-step of 1:
+    # one meta-iteration leaves Φ = W = 0.5³·Φ₀ after three inner steps, each preceded by
+    # w ← 0.5·w. Without decay Φ stays Φ₀ (the same initialisation, same seed).
+    def trained(name, rate):
+        run = tmp_path / name
+        assert main(_train_args(synthetic_omniglot, run, "--sgd", "--learning-rate", "1e-30",
+                                "--inner-iters", "3", "--meta-iters", "1", "--meta-step", "1",
+                                "--meta-step-final", "1", "--weight-decay", rate,
+                                "--workers", "1", "--cache-dir", str(tmp_path / "cache"))) == 0
+        arrays, meta = load_npz(run / "checkpoint.npz")
+        assert meta["config"]["weight_decay"] == float(rate)
+        return arrays["phi"]
+
+    plain, decayed = trained("plain", "1"), trained("decayed", "0.5")
+    np.testing.assert_allclose(decayed, 0.125 * plain, rtol=1e-6, atol=1e-25)
+    # Batch norm's γ starts at 1: untouched without decay, 0.5³ with it.
+    from minireptile.models.cnn import omniglot_cnn
+
+    layout = omniglot_cnn(3).layout
+    for name in ("batchnorm2d0.gamma", "batchnorm2d3.gamma"):
+        np.testing.assert_array_equal(layout.views(plain)[name], 1)
+        np.testing.assert_allclose(layout.views(decayed)[name], 0.125, rtol=1e-6)

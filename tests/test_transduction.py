@@ -1,4 +1,4 @@
-"""Transductive and non-transductive evaluation give the accuracies batch norm implies.
+"""Evaluation on a hand-built network: transduction, ``eval omniglot`` and ``--pretrained``.
 
 Batch norm uses the statistics of the batch at hand, at test time too. Transductive
 prediction normalises the queries by the statistics of the query set, non-transductive
@@ -47,6 +47,8 @@ four possible support sets; a score of 0 means no feature in common):
 
 The margins are whole dot products against 0, far from the ε of batch norm or rounding.
 """
+
+import shutil
 
 import numpy as np
 import pytest
@@ -151,3 +153,41 @@ def test_batch_statistics_decide_the_prediction(crafted_run, capsys, mode, expec
     out = capsys.readouterr().out
     assert ("non-transductive" if not mode else ", transductive") in out
     assert expected in out.splitlines(), out
+
+
+def accuracy_lines(out):
+    """The ``<Split> accuracy: ...`` lines of a command's output, in order."""
+    return [line for line in out.splitlines() if " accuracy: " in line]
+
+
+def test_pretrained_evaluates_the_stored_network_without_training(crafted_run, tmp_path,
+                                                                  capsys):
+    run, data, cache = crafted_run
+    # A copy, so that no evaluation record of another test answers for this one.
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    checkpoint = (copy / "checkpoint.npz").read_bytes()
+    metrics = (copy / "metrics.jsonl").read_text()
+    settings = ["--transductive", "--eval-iters", "1", "--eval-batch", "2", "--learning-rate",
+                "1", "--eval-samples", "12", "--workers", "1", "--cache-dir", str(cache),
+                "--no-progress"]
+    capsys.readouterr()
+    # The run's training command with --pretrained and the evaluation settings above.
+    assert main(["train", "omniglot", "--data", str(data), "--train-alphabet", "Seen",
+                 "--classes", "2", "--shots", "1", "--train-shots", "1", "--inner-batch", "2",
+                 "--inner-iters", "1", "--meta-iters", "1", "--sgd", "--checkpoint",
+                 str(copy), "--pretrained", *settings]) == 0
+    out = capsys.readouterr().out
+    assert "training took" not in out and "meta-training" not in out
+    pretrained = accuracy_lines(out)
+    assert [line.split(":")[0] for line in pretrained] == ["Train accuracy", "Test accuracy"]
+    # The crafted Φ was evaluated, not a retrained one: the test split's exact accuracy.
+    assert pretrained[1] == "Test accuracy: 1.0000 ± 0.0000 (95% interval, 12 tasks)"
+    # Nothing was trained: the checkpoint and the metrics are those of before.
+    assert (copy / "checkpoint.npz").read_bytes() == checkpoint
+    assert (copy / "metrics.jsonl").read_text() == metrics
+    # `eval omniglot` on the original folder, same settings: the same tasks (the run's seed
+    # + 1) and the same numbers for both splits.
+    assert main(["eval", "omniglot", "--checkpoint", str(run), "--split", "both",
+                 *settings]) == 0
+    assert accuracy_lines(capsys.readouterr().out) == pretrained
