@@ -255,15 +255,76 @@ def _cli(*args):
     return [sys.executable, "-m", "minireptile", "train", "omniglot", *args]
 
 
-@pytest.mark.parametrize("algorithm", [[], ["--sgd", "--learning-rate", "0.05", "--maml"]],
-                         ids=["reptile", "maml"])
+def checkpoint_iteration(folder):
+    """The ``next_iteration`` of the run's checkpoint, 0 while none is readable yet."""
+    try:
+        return load_npz(folder / "checkpoint.npz")[1]["next_iteration"]
+    except (InputError, OSError):
+        return 0
+
+
+def kill_when(argv, ready, cwd, env):
+    """Start ``argv`` and SIGKILL it as soon as ``ready()`` holds.
+
+    Parameters
+    ----------
+    argv : list of str
+        The command.
+    ready : callable () -> bool
+        Polled every 50 ms while the command runs.
+    cwd, env
+        Of the process.
+
+    Fails the test if the command ends before ``ready()`` held: the kill must land in the
+    middle of the work. (The 300 s bound only keeps a broken run from hanging the suite.)
+    """
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env, cwd=cwd)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.05)
+    assert proc.poll() is None, "the command finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def run_records(folder):
+    """Every array of a run's checkpoint, and its metrics without the wall-clock seconds."""
+    arrays = load_npz(folder / "checkpoint.npz")[0]
+    records = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+    for r in records:
+        del r["seconds"]
+    return arrays, records
+
+
+def assert_same_run(a, b):
+    """Two run folders hold bit-identical checkpoints and the same metrics."""
+    arrays_a, metrics_a = run_records(a)
+    arrays_b, metrics_b = run_records(b)
+    assert arrays_a.keys() == arrays_b.keys()
+    for key in arrays_a:
+        np.testing.assert_array_equal(arrays_a[key], arrays_b[key], err_msg=f"{b}: {key}")
+    assert metrics_a == metrics_b
+
+
+KILLED_TRAINING = {
+    "reptile": [],
+    "maml": ["--sgd", "--learning-rate", "0.05", "--maml"],
+    "outer-adam": ["--outer", "adam"],
+    "foml-tail": ["--foml", "--foml-tail", "1", "--train-shots", "3"],
+    "combination": ["--sgd", "--learning-rate", "0.05", "--combination", "(g1+g2)/2"],
+    "meta-batch": ["--meta-batch", "3"],
+}
+
+
+@pytest.mark.parametrize("algorithm", list(KILLED_TRAINING))
 def test_run_killed_mid_way_resumes_bit_identically(tmp_path, synthetic_omniglot, algorithm):
-    data = synthetic_omniglot
-    common = ["--data", str(data), "--num-train", "8", "--classes", "3", "--shots", "1",
-              "--train-shots", "2", "--inner-batch", "4", "--inner-iters", "2",
+    common = ["--data", str(synthetic_omniglot), "--num-train", "8", "--classes", "3",
+              "--shots", "1", "--train-shots", "2", "--inner-batch", "4", "--inner-iters", "2",
               "--meta-batch", "1", "--meta-iters", "40", "--eval-interval", "5",
               "--eval-iters", "2", "--eval-samples", "0", "--checkpoint-interval", "1",
-              "--cache-dir", str(tmp_path / "cache"), "--no-progress", *algorithm]
+              "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+              *KILLED_TRAINING[algorithm]]  # (a repeated flag: the later value counts)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # Run outside the source tree, so "-m" imports the installed package.
     straight = subprocess.run(_cli(*common, "--checkpoint", str(tmp_path / "straight")),
@@ -271,45 +332,62 @@ def test_run_killed_mid_way_resumes_bit_identically(tmp_path, synthetic_omniglot
                               timeout=600)
     assert straight.returncode == 0, straight.stderr
 
-    killed_dir = tmp_path / "killed"
-    proc = subprocess.Popen(_cli(*common, "--checkpoint", str(killed_dir)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                            cwd=tmp_path)
-    checkpoint = killed_dir / "checkpoint.npz"
-    deadline = time.time() + 300
-    reached = 0
-    while time.time() < deadline and proc.poll() is None:
-        if checkpoint.exists():
-            try:
-                reached = load_npz(checkpoint)[1]["next_iteration"]
-            except InputError:
-                reached = 0
-            if reached >= 10:
-                break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    stopped_at = load_npz(checkpoint)[1]["next_iteration"]
+    killed = tmp_path / "killed"
+    kill_when(_cli(*common, "--checkpoint", str(killed)),
+              lambda: checkpoint_iteration(killed) >= 10, tmp_path, env)
+    stopped_at = checkpoint_iteration(killed)
     assert 10 <= stopped_at < 40
 
-    resumed = subprocess.run(_cli(*common, "--checkpoint", str(killed_dir), "--resume"),
+    resumed = subprocess.run(_cli(*common, "--checkpoint", str(killed), "--resume"),
                              capture_output=True, text=True, env=env, cwd=tmp_path,
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming {killed_dir} at iteration {stopped_at}" in resumed.stdout
-    a = load_npz(tmp_path / "straight" / "checkpoint.npz")[0]
-    b = load_npz(checkpoint)[0]
-    assert a.keys() == b.keys()
-    for key in a:
-        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-    def metrics(folder):
-        records = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
-        for r in records:
-            del r["seconds"]
-        return records
+    assert f"resuming {killed} at iteration {stopped_at}" in resumed.stdout
+    assert_same_run(tmp_path / "straight", killed)
+    # The outer optimiser's state came through the kill too: one Adam step per iteration.
+    if algorithm == "outer-adam":
+        assert int(load_npz(killed / "checkpoint.npz")[0]["state.outer.t"]) == 40
 
-    assert metrics(tmp_path / "straight") == metrics(killed_dir)
+
+def test_experiment_killed_mid_way_resumes_its_unfinished_variants(tmp_path,
+                                                                   synthetic_omniglot):
+    variants = ("g1", "g2", "g1_g2")
+
+    def experiment(out):
+        return [sys.executable, "-m", "minireptile", "experiment", "gradient-combinations",
+                "--data", str(synthetic_omniglot), "--train-alphabet", "Alphabet0",
+                "--combinations", "g1,g2,g1+g2", "--meta-iters", "4", "--out", str(out),
+                "--no-plot", "--no-progress", "--workers", "1",
+                "--cache-dir", str(tmp_path / "cache")]
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    straight = subprocess.run(experiment(tmp_path / "straight"), capture_output=True,
+                              text=True, env=env, cwd=tmp_path, timeout=600)
+    assert straight.returncode == 0, straight.stderr
+
+    # Killed once the first variant is finished and before the last one is: at least one
+    # variant is then finished and at least one is not.
+    killed = tmp_path / "killed"
+    kill_when(experiment(killed), lambda: (killed / "g1" / "checkpoint.npz").exists(),
+              tmp_path, env)
+    assert not (killed / "g1_g2" / "checkpoint.npz").exists()
+    finished = (killed / "g1" / "checkpoint.npz").read_bytes()
+
+    again = subprocess.run(experiment(killed), capture_output=True, text=True, env=env,
+                           cwd=tmp_path, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "== g1: k = 1, train shots 5 (resuming)" in again.stdout
+    assert (killed / "g1" / "checkpoint.npz").read_bytes() == finished  # not trained again
+    assert (killed / "curves.csv").read_text() == (tmp_path / "straight" / "curves.csv").read_text()
+    for variant in variants:
+        assert_same_run(tmp_path / "straight" / variant, killed / variant)
+    # The final table: the same accuracies, row for row.
+    def table(stdout):
+        return [line for line in stdout.splitlines()
+                if line.split()[:1] in (["g1"], ["g2"], ["g1+g2"])]
+
+    assert len(table(straight.stdout)) == 3
+    assert table(again.stdout) == table(straight.stdout)
 
 
 def _train_args(data, checkpoint, *extra):
