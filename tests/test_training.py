@@ -428,15 +428,41 @@ def test_non_contiguous_parameters_are_rejected():
         model.predict(phi, np.zeros((2, 1, 4)))
 
 
-def test_outer_adam_is_selectable_and_changes_the_update(tmp_path):
+def test_outer_adam_is_selectable_and_stored_with_the_run(tmp_path):
     model = tiny_model()
     classes = vector_classes()
     quiet = dict(progress=False, log=lambda *_: None)
-    sgd = train(model, classes, classes, small_config(), tmp_path / "sgd", **quiet)
     adam = train(model, classes, classes, small_config(outer="adam"), tmp_path / "adam", **quiet)
-    assert not np.array_equal(sgd.phi, adam.phi)
     state = load_npz(tmp_path / "adam" / "checkpoint.npz")[0]
     assert int(state["state.outer.t"]) == 6      # one outer Adam step per meta-iteration
+    np.testing.assert_array_equal(load_npz(tmp_path / "adam" / "checkpoint.npz")[0]["phi"],
+                                  adam.phi)
+
+
+def test_outer_adam_is_adam_on_phi_minus_the_mean_solution():
+    from minireptile.algorithms.meta_iteration import OuterSGD, make_outer
+
+    model = tiny_model()
+    classes = vector_classes()
+    config = InnerConfig(sgd=True, learning_rate=0.1, batch=3, iters=2)
+    phi = model.init_params(np.random.default_rng(0))
+    learner = FewShotLearner(model, phi.copy(), config, outer=make_outer("adam"))
+    m, v = np.zeros_like(phi), np.zeros_like(phi)
+    for t in range(1, 4):
+        # W̄ at the current Φ: a Reptile step of size 1 from a copy, on the same tasks
+        # (inner SGD: nothing carries between tasks or iterations).
+        probe = FewShotLearner(model, learner.phi.copy(), config, outer=OuterSGD())
+        probe.train_step(classes, 3, 2, meta_batch=2, step_size=1.0,
+                         rng=np.random.default_rng(t))
+        g = learner.phi - probe.phi                          # Φ − W̄
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        step = 0.3 * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+        expected = learner.phi - step * m / (np.sqrt(v) + 1e-8)
+        learner.train_step(classes, 3, 2, meta_batch=2, step_size=0.3,
+                           rng=np.random.default_rng(t))
+        np.testing.assert_allclose(learner.phi, expected, rtol=1e-9, atol=1e-12,
+                                   err_msg=f"iteration {t}")
 
 
 def test_weight_decay_through_the_command_line(tmp_path, synthetic_omniglot):
