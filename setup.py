@@ -29,6 +29,9 @@ setup(
         "plot": ["matplotlib>=3.6"],
         "browser": ["selenium>=4.10"],
         "cluster": ["dask[distributed]>=2023.1"],
+        # The tests' cross-checks against PyTorch (the CNNs, the MLP's initialisation,
+        # second-order MAML); without it they are skipped.
+        "peers": ["torch==2.13.0"],
     },
     entry_points={"console_scripts": ["minireptile = minireptile.cli:main"]},
 )

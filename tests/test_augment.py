@@ -152,9 +152,22 @@ def test_training_tasks_are_distorted_evaluation_tasks_never():
                                                 np.random.default_rng(6))
                    for learner in (plain, augmented)]
     np.testing.assert_array_equal(*predictions)
-    # Training does see distorted images: the meta-step moves Φ elsewhere.
+    # Training does see distorted images: the augmented learner's step is the plain
+    # learner's on the same tasks distorted, each from its own stream after the task's draw.
+    from minireptile.parallel.executor import task_seeds
+    from minireptile.problems.tasks import sample_task
+
+    by_hand = _learner(None)
+    phi = by_hand.phi.copy()
+    updates = []
+    for seed in task_seeds(np.random.default_rng(9), 2):
+        rng = np.random.default_rng(seed)
+        task = strong.augment_task(sample_task(classes, 3, 2, rng), rng)
+        updates.append(by_hand.adapt(phi.copy(), task, rng)[0])
+    expected = phi + 1.0 * np.mean(updates, axis=0, dtype=phi.dtype)
     for learner in (plain, augmented):
         learner.train_step(classes, 3, 2, 2, 1.0, np.random.default_rng(9))
+    np.testing.assert_array_equal(augmented.phi, expected)
     assert not np.array_equal(plain.phi, augmented.phi)
 
 

@@ -607,16 +607,34 @@ def test_checkpoints_of_a_newer_format_or_another_model_are_refused(trained, cap
 
 
 def test_checkpoint_of_the_first_format_is_still_evaluated(trained, synthetic_omniglot,
-                                                           capsys):
+                                                           tmp_path, capsys):
+    # The same run in the current format, for comparison (its own folder: evaluation
+    # records stay apart).
+    current = tmp_path / "current"
+    shutil.copytree(trained, current)
     arrays, meta = load_npz(trained / "checkpoint.npz")
     del meta["format"]
     meta["extra"]["data"] = {"sources": [str(synthetic_omniglot)], "num_train": 8,
                              "train_alphabet": None}
     save_npz_atomic(trained / "checkpoint.npz", arrays, meta)
-    capsys.readouterr()
-    assert main(["eval", "omniglot", "--checkpoint", str(trained), "--eval-samples", "2",
-                 "--no-progress"]) == 0
-    assert main(train_args(synthetic_omniglot, trained, "--resume", "--meta-iters", "3")) == 0
+
+    def accuracies(run):
+        capsys.readouterr()
+        assert main(["eval", "omniglot", "--checkpoint", str(run), "--eval-samples", "4",
+                     "--workers", "1", "--no-progress"]) == 0
+        return [line for line in capsys.readouterr().out.splitlines() if "accuracy:" in line]
+
+    # The same network, split and tasks: the same numbers, whichever the format.
+    expected = accuracies(current)
+    assert [line.split(":")[0] for line in expected] == ["Train accuracy", "Test accuracy"]
+    assert accuracies(trained) == expected
+    # Resumed, it continues exactly as the current format's run does.
+    for run in (trained, current):
+        assert main(train_args(synthetic_omniglot, run, "--resume", "--meta-iters", "3",
+                               "--workers", "1")) == 0
+    resumed, meta = load_npz(trained / "checkpoint.npz")
+    assert meta["next_iteration"] == 3
+    np.testing.assert_array_equal(resumed["phi"], load_npz(current / "checkpoint.npz")[0]["phi"])
 
 
 def test_an_evaluation_record_never_answers_for_another_split(tmp_path):

@@ -2,7 +2,7 @@
 
 import io
 import os
-import time
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -127,21 +127,19 @@ def test_rotations_really_rotate(small1):
 
 
 @needs_data
-def test_cache_hit_is_fast_and_identical(tmp_path, small1):
-    start = time.perf_counter()
+def test_cache_hit_is_identical_and_decodes_nothing(tmp_path, small1, monkeypatch):
+    import minireptile.data.omniglot as omniglot
+
     first = load_omniglot_source(SMALL1, cache_dir=tmp_path, progress=False)
-    decode = time.perf_counter() - start
     files = list(tmp_path.glob("omniglot-images_background_small1-*.npz"))
     assert len(files) == 1
-    start = time.perf_counter()
+    # A hit reads the stored arrays: not one image is decoded.
+    monkeypatch.setattr(omniglot, "decode_image", lambda *a, **k: pytest.fail("decoded again"))
     second = load_omniglot_source(SMALL1, cache_dir=tmp_path, progress=False)
-    hit = time.perf_counter() - start
-    assert hit < 1.0 and hit < decode
     for a, b, c in zip(first.to_arrays().values(), second.to_arrays().values(),
                        small1.to_arrays().values()):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
-    print(f"small1: decode {decode:.2f} s, cache hit {hit * 1000:.0f} ms")
 
 
 def test_cache_location_env_var_and_argument(tmp_path, monkeypatch):
@@ -176,6 +174,109 @@ def test_cache_rebuilds_a_damaged_file_and_follows_content(tmp_path):
     assert len(calls) == 3
     load_cached("test", str(source), {}, build, use_cache=False, cache_dir=tmp_path / "none")
     assert not (tmp_path / "none").exists()
+
+
+def write_drawing(path, seed):
+    """A random 1-bit 28×28 drawing at ``path``; returns it decoded (0 ink, 1 background).
+
+    The seed fixes the drawing, so two seeds give drawings with different pixels."""
+    ink = np.random.default_rng(seed).random((28, 28)) > 0.7
+    Image.fromarray(~ink).convert("1").save(path)
+    return (~ink).astype(np.uint8)
+
+
+def assert_same_pool(a, b):
+    """Two image pools hold the same classes, file names and pixels."""
+    arrays_a, arrays_b = a.to_arrays(), b.to_arrays()
+    assert arrays_a.keys() == arrays_b.keys()
+    for key in arrays_a:
+        np.testing.assert_array_equal(arrays_a[key], arrays_b[key], err_msg=key)
+
+
+@pytest.mark.parametrize("change", ["added", "replaced", "removed", "character removed"])
+def test_a_changed_folder_source_is_decoded_again(tmp_path, monkeypatch, change):
+    import minireptile.data.omniglot as omniglot
+
+    root = tmp_path / "data"
+    drawings = {}
+    for c in (1, 2):
+        folder = root / "Greek" / f"character{c:02d}"
+        folder.mkdir(parents=True)
+        for d in (1, 2):
+            drawings[f"character{c:02d}/{d}"] = write_drawing(folder / f"{c}_{d}.png", 10 * c + d)
+    cache = tmp_path / "cache"
+
+    def load():
+        return load_omniglot_source(root, cache_dir=cache, progress=False)
+
+    first = load()
+    assert len(list(cache.glob("*.npz"))) == 1
+    # Unchanged, the folder is answered from the cache: nothing is decoded again.
+    with monkeypatch.context() as patch:
+        patch.setattr(omniglot, "decode_image", lambda *a, **k: pytest.fail("decoded again"))
+        assert_same_pool(load(), first)
+
+    character = root / "Greek" / "character01"
+    if change == "added":
+        new = write_drawing(character / "1_3.png", 99)
+    elif change == "replaced":
+        new = write_drawing(character / "1_2.png", 99)
+        assert not np.array_equal(new, drawings["character01/2"])
+    elif change == "removed":
+        (character / "1_2.png").unlink()
+    else:
+        shutil.rmtree(root / "Greek" / "character02")
+    second = load()
+
+    # What the cache answers is what decoding the folder now gives...
+    assert_same_pool(second, read_omniglot_source(root, progress=False))
+    # ...and that is the change: one class's images, file names and pixels.
+    expected = {
+        "added": (["Greek/character01", "Greek/character02"], [3, 2]),
+        "replaced": (["Greek/character01", "Greek/character02"], [2, 2]),
+        "removed": (["Greek/character01", "Greek/character02"], [1, 2]),
+        "character removed": (["Greek/character01"], [2]),
+    }[change]
+    assert second.names.tolist() == expected[0]
+    assert np.diff(second.starts).tolist() == expected[1]
+    files = second.class_files(0).tolist()
+    images = second.class_images(0)
+    if change == "added":
+        assert files == ["1_1.png", "1_2.png", "1_3.png"]
+        np.testing.assert_array_equal(images[2], new)
+    elif change == "replaced":
+        np.testing.assert_array_equal(images[1], new)
+    elif change == "removed":
+        assert files == ["1_1.png"]
+    np.testing.assert_array_equal(images[0], drawings["character01/1"])
+    # The entry of the old content can never be hit again: it is gone.
+    assert len(list(cache.glob("*.npz"))) == 1
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: a folder source is fingerprinted by the "
+                   "size and modification time of its files, so a replacement of the same "
+                   "size whose modification time is kept (cp -p, rsync -t, tar x) is served "
+                   "from the stale cache entry")
+def test_a_replacement_keeping_size_and_modification_time_is_decoded_again(tmp_path):
+    char = tmp_path / "data" / "Greek" / "character01"
+    char.mkdir(parents=True)
+    path = char / "1_1.png"
+
+    def write(seed):
+        # compress_level=0 stores the pixels: every drawing gives a file of the same size.
+        ink = np.random.default_rng(seed).random((28, 28)) > 0.7
+        Image.fromarray(~ink).convert("1").save(path, compress_level=0)
+        return (~ink).astype(np.uint8)
+
+    write(1)
+    before = os.stat(path)
+    load_omniglot_source(tmp_path / "data", cache_dir=tmp_path / "cache", progress=False)
+    new = write(2)
+    assert os.stat(path).st_size == before.st_size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # as cp -p leaves it
+    pool = load_omniglot_source(tmp_path / "data", cache_dir=tmp_path / "cache",
+                                progress=False)
+    np.testing.assert_array_equal(pool.class_images(0)[0], new)
 
 
 @needs_data

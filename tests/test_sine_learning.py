@@ -13,22 +13,18 @@ Training took 1.5 s. The paper's full run (30,000 iterations) reaches lower stil
 shows that the meta-learned initialisation fine-tunes far faster than the random one.
 """
 
-import time
-
 import numpy as np
 
 from minireptile.problems import sine
 
 
 def test_meta_training_beats_the_initialisation():
-    start = time.perf_counter()
     phi, losses = sine.train(sine.SineConfig(iterations=6000, seed=0))
     model = sine.sine_model()
     init = model.init_params(np.random.default_rng(0))
     tasks = sine.heldout_tasks(100, seed=1000)
     trained = sine.evaluate(model, phi, tasks, lr=0.02)
     untrained = sine.evaluate(model, init, tasks, lr=0.02)
-    assert time.perf_counter() - start < 30  # ~2 s here; generous for a loaded machine
 
     # Before fine-tuning, Φ predicts about as badly as anything: the mean task is y = 0.
     assert trained[0][0] > 2.5

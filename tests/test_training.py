@@ -144,6 +144,50 @@ def test_non_transductive_prediction_sees_one_query_at_a_time():
                                   np.argmax(together, axis=1))
 
 
+def adam_beta1_zero(w, grad, state, lr, beta2=0.999, eps=1e-8):
+    """One step of TensorFlow's Adam with β1 = 0, written out here (not the library's), in
+    place on ``w``; ``state`` is a dict holding ``v`` and ``t``."""
+    state["t"] += 1
+    state["v"] = beta2 * state["v"] + (1 - beta2) * grad * grad
+    w -= lr * np.sqrt(1 - beta2 ** state["t"]) * grad / (np.sqrt(state["v"]) + eps)
+
+
+@pytest.mark.parametrize("sgd", [True, False], ids=["sgd", "adam"])
+def test_weight_decay_scales_the_weights_before_every_inner_step(sgd):
+    model = tiny_model()
+    classes = vector_classes()
+    phi = model.init_params(np.random.default_rng(0))
+    config = InnerConfig(sgd=sgd, learning_rate=0.05, batch=3, iters=3, weight_decay=0.8)
+    learner = FewShotLearner(model, phi.copy(), config)
+    learner.train_step(classes, 3, 2, meta_batch=2, step_size=0.5, rng=np.random.default_rng(4))
+
+    # By hand: w ← 0.8·w, then the step on the summed loss at the decayed weights; inner
+    # Adam's moments carry from the first task to the second.
+    from minireptile.parallel.executor import task_seeds
+    from minireptile.problems.tasks import mini_batches, sample_task
+
+    adam = {"v": np.zeros_like(phi), "t": 0}
+    solutions = []
+    for seed in task_seeds(np.random.default_rng(4), 2):
+        rng = np.random.default_rng(seed)
+        task = sample_task(classes, 3, 2, rng)
+        w = phi.copy()
+        for batch in mini_batches(task, 3, 3, False, rng):
+            w *= 0.8
+            _, g = model.loss_and_grad(w, batch.images, batch.labels)
+            g = len(batch.labels) * g
+            if sgd:
+                w -= 0.05 * g
+            else:
+                adam_beta1_zero(w, g, adam, 0.05)
+        solutions.append(w)
+    expected = phi + 0.5 * (np.mean(solutions, axis=0) - phi)
+    np.testing.assert_allclose(learner.phi, expected, rtol=1e-12, atol=1e-12)
+    if not sgd:
+        assert learner.optimizer.t == adam["t"] == 6
+        np.testing.assert_allclose(learner.optimizer.v, adam["v"], rtol=1e-12, atol=1e-300)
+
+
 def test_summed_loss_step_is_batch_times_the_mean_step():
     model = tiny_model()
     phi = model.init_params(np.random.default_rng(0))
@@ -213,15 +257,76 @@ def _cli(*args):
     return [sys.executable, "-m", "minireptile", "train", "omniglot", *args]
 
 
-@pytest.mark.parametrize("algorithm", [[], ["--sgd", "--learning-rate", "0.05", "--maml"]],
-                         ids=["reptile", "maml"])
+def checkpoint_iteration(folder):
+    """The ``next_iteration`` of the run's checkpoint, 0 while none is readable yet."""
+    try:
+        return load_npz(folder / "checkpoint.npz")[1]["next_iteration"]
+    except (InputError, OSError):
+        return 0
+
+
+def kill_when(argv, ready, cwd, env):
+    """Start ``argv`` and SIGKILL it as soon as ``ready()`` holds.
+
+    Parameters
+    ----------
+    argv : list of str
+        The command.
+    ready : callable () -> bool
+        Polled every 50 ms while the command runs.
+    cwd, env
+        Of the process.
+
+    Fails the test if the command ends before ``ready()`` held: the kill must land in the
+    middle of the work. (The 300 s bound only keeps a broken run from hanging the suite.)
+    """
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env, cwd=cwd)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.05)
+    assert proc.poll() is None, "the command finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def run_records(folder):
+    """Every array of a run's checkpoint, and its metrics without the wall-clock seconds."""
+    arrays = load_npz(folder / "checkpoint.npz")[0]
+    records = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+    for r in records:
+        del r["seconds"]
+    return arrays, records
+
+
+def assert_same_run(a, b):
+    """Two run folders hold bit-identical checkpoints and the same metrics."""
+    arrays_a, metrics_a = run_records(a)
+    arrays_b, metrics_b = run_records(b)
+    assert arrays_a.keys() == arrays_b.keys()
+    for key in arrays_a:
+        np.testing.assert_array_equal(arrays_a[key], arrays_b[key], err_msg=f"{b}: {key}")
+    assert metrics_a == metrics_b
+
+
+KILLED_TRAINING = {
+    "reptile": [],
+    "maml": ["--sgd", "--learning-rate", "0.05", "--maml"],
+    "outer-adam": ["--outer", "adam"],
+    "foml-tail": ["--foml", "--foml-tail", "1", "--train-shots", "3"],
+    "combination": ["--sgd", "--learning-rate", "0.05", "--combination", "(g1+g2)/2"],
+    "meta-batch": ["--meta-batch", "3"],
+}
+
+
+@pytest.mark.parametrize("algorithm", list(KILLED_TRAINING))
 def test_run_killed_mid_way_resumes_bit_identically(tmp_path, synthetic_omniglot, algorithm):
-    data = synthetic_omniglot
-    common = ["--data", str(data), "--num-train", "8", "--classes", "3", "--shots", "1",
-              "--train-shots", "2", "--inner-batch", "4", "--inner-iters", "2",
+    common = ["--data", str(synthetic_omniglot), "--num-train", "8", "--classes", "3",
+              "--shots", "1", "--train-shots", "2", "--inner-batch", "4", "--inner-iters", "2",
               "--meta-batch", "1", "--meta-iters", "40", "--eval-interval", "5",
               "--eval-iters", "2", "--eval-samples", "0", "--checkpoint-interval", "1",
-              "--cache-dir", str(tmp_path / "cache"), "--no-progress", *algorithm]
+              "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+              *KILLED_TRAINING[algorithm]]  # (a repeated flag: the later value counts)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # Run outside the source tree, so "-m" imports the installed package.
     straight = subprocess.run(_cli(*common, "--checkpoint", str(tmp_path / "straight")),
@@ -229,45 +334,62 @@ def test_run_killed_mid_way_resumes_bit_identically(tmp_path, synthetic_omniglot
                               timeout=600)
     assert straight.returncode == 0, straight.stderr
 
-    killed_dir = tmp_path / "killed"
-    proc = subprocess.Popen(_cli(*common, "--checkpoint", str(killed_dir)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                            cwd=tmp_path)
-    checkpoint = killed_dir / "checkpoint.npz"
-    deadline = time.time() + 300
-    reached = 0
-    while time.time() < deadline and proc.poll() is None:
-        if checkpoint.exists():
-            try:
-                reached = load_npz(checkpoint)[1]["next_iteration"]
-            except InputError:
-                reached = 0
-            if reached >= 10:
-                break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    stopped_at = load_npz(checkpoint)[1]["next_iteration"]
+    killed = tmp_path / "killed"
+    kill_when(_cli(*common, "--checkpoint", str(killed)),
+              lambda: checkpoint_iteration(killed) >= 10, tmp_path, env)
+    stopped_at = checkpoint_iteration(killed)
     assert 10 <= stopped_at < 40
 
-    resumed = subprocess.run(_cli(*common, "--checkpoint", str(killed_dir), "--resume"),
+    resumed = subprocess.run(_cli(*common, "--checkpoint", str(killed), "--resume"),
                              capture_output=True, text=True, env=env, cwd=tmp_path,
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming {killed_dir} at iteration {stopped_at}" in resumed.stdout
-    a = load_npz(tmp_path / "straight" / "checkpoint.npz")[0]
-    b = load_npz(checkpoint)[0]
-    assert a.keys() == b.keys()
-    for key in a:
-        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-    def metrics(folder):
-        records = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
-        for r in records:
-            del r["seconds"]
-        return records
+    assert f"resuming {killed} at iteration {stopped_at}" in resumed.stdout
+    assert_same_run(tmp_path / "straight", killed)
+    # The outer optimiser's state came through the kill too: one Adam step per iteration.
+    if algorithm == "outer-adam":
+        assert int(load_npz(killed / "checkpoint.npz")[0]["state.outer.t"]) == 40
 
-    assert metrics(tmp_path / "straight") == metrics(killed_dir)
+
+def test_experiment_killed_mid_way_resumes_its_unfinished_variants(tmp_path,
+                                                                   synthetic_omniglot):
+    variants = ("g1", "g2", "g1_g2")
+
+    def experiment(out):
+        return [sys.executable, "-m", "minireptile", "experiment", "gradient-combinations",
+                "--data", str(synthetic_omniglot), "--train-alphabet", "Alphabet0",
+                "--combinations", "g1,g2,g1+g2", "--meta-iters", "4", "--out", str(out),
+                "--no-plot", "--no-progress", "--workers", "1",
+                "--cache-dir", str(tmp_path / "cache")]
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    straight = subprocess.run(experiment(tmp_path / "straight"), capture_output=True,
+                              text=True, env=env, cwd=tmp_path, timeout=600)
+    assert straight.returncode == 0, straight.stderr
+
+    # Killed once the first variant is finished and before the last one is: at least one
+    # variant is then finished and at least one is not.
+    killed = tmp_path / "killed"
+    kill_when(experiment(killed), lambda: (killed / "g1" / "checkpoint.npz").exists(),
+              tmp_path, env)
+    assert not (killed / "g1_g2" / "checkpoint.npz").exists()
+    finished = (killed / "g1" / "checkpoint.npz").read_bytes()
+
+    again = subprocess.run(experiment(killed), capture_output=True, text=True, env=env,
+                           cwd=tmp_path, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "== g1: k = 1, train shots 5 (resuming)" in again.stdout
+    assert (killed / "g1" / "checkpoint.npz").read_bytes() == finished  # not trained again
+    assert (killed / "curves.csv").read_text() == (tmp_path / "straight" / "curves.csv").read_text()
+    for variant in variants:
+        assert_same_run(tmp_path / "straight" / variant, killed / variant)
+    # The final table: the same accuracies, row for row.
+    def table(stdout):
+        return [line for line in stdout.splitlines()
+                if line.split()[:1] in (["g1"], ["g2"], ["g1+g2"])]
+
+    assert len(table(straight.stdout)) == 3
+    assert table(again.stdout) == table(straight.stdout)
 
 
 def _train_args(data, checkpoint, *extra):
@@ -308,12 +430,65 @@ def test_non_contiguous_parameters_are_rejected():
         model.predict(phi, np.zeros((2, 1, 4)))
 
 
-def test_outer_adam_is_selectable_and_changes_the_update(tmp_path):
+def test_outer_adam_is_selectable_and_stored_with_the_run(tmp_path):
     model = tiny_model()
     classes = vector_classes()
     quiet = dict(progress=False, log=lambda *_: None)
-    sgd = train(model, classes, classes, small_config(), tmp_path / "sgd", **quiet)
     adam = train(model, classes, classes, small_config(outer="adam"), tmp_path / "adam", **quiet)
-    assert not np.array_equal(sgd.phi, adam.phi)
     state = load_npz(tmp_path / "adam" / "checkpoint.npz")[0]
     assert int(state["state.outer.t"]) == 6      # one outer Adam step per meta-iteration
+    np.testing.assert_array_equal(load_npz(tmp_path / "adam" / "checkpoint.npz")[0]["phi"],
+                                  adam.phi)
+
+
+def test_outer_adam_is_adam_on_phi_minus_the_mean_solution():
+    from minireptile.algorithms.meta_iteration import OuterSGD, make_outer
+
+    model = tiny_model()
+    classes = vector_classes()
+    config = InnerConfig(sgd=True, learning_rate=0.1, batch=3, iters=2)
+    phi = model.init_params(np.random.default_rng(0))
+    learner = FewShotLearner(model, phi.copy(), config, outer=make_outer("adam"))
+    m, v = np.zeros_like(phi), np.zeros_like(phi)
+    for t in range(1, 4):
+        # W̄ at the current Φ: a Reptile step of size 1 from a copy, on the same tasks
+        # (inner SGD: nothing carries between tasks or iterations).
+        probe = FewShotLearner(model, learner.phi.copy(), config, outer=OuterSGD())
+        probe.train_step(classes, 3, 2, meta_batch=2, step_size=1.0,
+                         rng=np.random.default_rng(t))
+        g = learner.phi - probe.phi                          # Φ − W̄
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        step = 0.3 * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+        expected = learner.phi - step * m / (np.sqrt(v) + 1e-8)
+        learner.train_step(classes, 3, 2, meta_batch=2, step_size=0.3,
+                           rng=np.random.default_rng(t))
+        np.testing.assert_allclose(learner.phi, expected, rtol=1e-9, atol=1e-12,
+                                   err_msg=f"iteration {t}")
+
+
+def test_weight_decay_through_the_command_line(tmp_path, synthetic_omniglot):
+    from minireptile.cli import main
+
+    # Inner SGD with a learning rate far below the weights' last bit and a meta-step of 1:
+    # one meta-iteration leaves Φ = W = 0.5³·Φ₀ after three inner steps, each preceded by
+    # w ← 0.5·w. Without decay Φ stays Φ₀ (the same initialisation, same seed).
+    def trained(name, rate):
+        run = tmp_path / name
+        assert main(_train_args(synthetic_omniglot, run, "--sgd", "--learning-rate", "1e-30",
+                                "--inner-iters", "3", "--meta-iters", "1", "--meta-step", "1",
+                                "--meta-step-final", "1", "--weight-decay", rate,
+                                "--workers", "1", "--cache-dir", str(tmp_path / "cache"))) == 0
+        arrays, meta = load_npz(run / "checkpoint.npz")
+        assert meta["config"]["weight_decay"] == float(rate)
+        return arrays["phi"]
+
+    plain, decayed = trained("plain", "1"), trained("decayed", "0.5")
+    np.testing.assert_allclose(decayed, 0.125 * plain, rtol=1e-6, atol=1e-25)
+    # Batch norm's γ starts at 1: untouched without decay, 0.5³ with it.
+    from minireptile.models.cnn import omniglot_cnn
+
+    layout = omniglot_cnn(3).layout
+    for name in ("batchnorm2d0.gamma", "batchnorm2d3.gamma"):
+        np.testing.assert_array_equal(layout.views(plain)[name], 1)
+        np.testing.assert_allclose(layout.views(decayed)[name], 0.125, rtol=1e-6)
