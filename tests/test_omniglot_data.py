@@ -253,10 +253,6 @@ def test_a_changed_folder_source_is_decoded_again(tmp_path, monkeypatch, change)
     assert len(list(cache.glob("*.npz"))) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: a folder source is fingerprinted by the "
-                   "size and modification time of its files, so a replacement of the same "
-                   "size whose modification time is kept (cp -p, rsync -t, tar x) is served "
-                   "from the stale cache entry")
 def test_a_replacement_keeping_size_and_modification_time_is_decoded_again(tmp_path):
     char = tmp_path / "data" / "Greek" / "character01"
     char.mkdir(parents=True)

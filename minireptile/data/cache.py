@@ -67,9 +67,11 @@ def source_fingerprint(path):
             full = os.path.join(folder, name)
             st = os.stat(full)
             rel = os.path.relpath(full, path).replace(os.sep, "/")
+            # The change time and inode too: a replacement of the same size whose modification
+            # time was kept (cp -p, rsync -t, tar x) still changes them, and no one sets them.
             # (surrogateescape: a file name need not be valid UTF-8)
-            digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n"
-                          .encode("utf-8", "surrogateescape"))
+            digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0"
+                          f"{st.st_ino}\n".encode("utf-8", "surrogateescape"))
     return "stat:" + digest.hexdigest()
 
 
