@@ -27,7 +27,7 @@ def _map_source_kernels():
     An install maps ``kernels/`` to ``minireptile.kernels``; but run from the repository's
     root (``python -m pytest``, ``python -m minireptile``), the source folder ``minireptile/``
     comes first on ``sys.path`` and shadows the installed package, and it holds no kernels.
-    (Only the folder is registered here; its modules are still imported on first use.)
+    (Only the folder is registered here; it and its modules are imported on first use.)
     """
     if importlib.util.find_spec(f"{__name__}.kernels") is not None:
         return
@@ -38,6 +38,9 @@ def _map_source_kernels():
         return
     spec = importlib.util.spec_from_file_location(f"{__name__}.kernels", init,
                                                   submodule_search_locations=[folder])
+    # Loaded lazily: the package's own import (which sizes the thread pools) runs when a
+    # kernel is first imported, as with an installed copy, not with ``import minireptile``.
+    spec.loader = importlib.util.LazyLoader(spec.loader)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
