@@ -1,5 +1,5 @@
 """One second-order MAML meta-iteration on 5-way Omniglot: minireptile's handwritten
-Hessian-vector products against its own first-order MAML and against PyTorch's
+Hessian-vector products against its own first-order MAML and Reptile and against PyTorch's
 ``torch.autograd`` second-order MAML of the same network.
 
     python benchmarks/bench_maml.py [--iterations 5] [--rounds 3] [--threads 1]
@@ -7,12 +7,15 @@ Hessian-vector products against its own first-order MAML and against PyTorch's
 The paper's Omniglot MAML setting: 5-way, train shots 10 (the reference's 5-way runs), inner
 batch 10, 5 inner SGD steps (summed cross-entropy), meta-batch 5. A meta-iteration adapts to
 5 tasks and combines their meta-gradients: MAML carries the last step's gradient back through
-the first 4 steps (4 Hessian-vector products per task); FOMAML uses it as it is. PyTorch builds
-the same graph with ``create_graph=True`` and differentiates it with ``torch.autograd.grad``.
+the first 4 steps (4 Hessian-vector products per task); FOMAML uses it as it is; Reptile steps
+on all 5 mini-batches and moves Φ towards the mean solution. PyTorch builds the same graph with
+``create_graph=True`` and differentiates it with ``torch.autograd.grad``.
 All sides see the same tasks (minireptile's sampler, real small Omniglot sets when
 ``../shared/data/omniglot`` holds them). Each side runs in its own process with every thread
 pool set to ``--threads`` (0: leave the libraries' defaults); rounds alternate between the
-sides and the medians of meta-iterations per second are compared.
+sides and the medians of meta-iterations per second are compared. Each side also reports the
+processor time of its process per meta-iteration (all its threads), which other processes on
+a shared machine disturb much less than the wall-clock.
 """
 
 import argparse
@@ -26,7 +29,8 @@ import time
 # The paper's 5-way setting and its tasks, as bench_omniglot.py draws them.
 from bench_omniglot import SETTING, THREAD_VARIABLES, classes, task_stream
 
-SIDES = ("minireptile-maml", "minireptile-foml", "torch-maml", "torch-foml")
+SIDES = ("minireptile-maml", "minireptile-foml", "minireptile-reptile", "torch-maml",
+         "torch-foml")
 
 
 def worker_minireptile(algorithm, iterations, rounds):
@@ -45,11 +49,17 @@ def worker_minireptile(algorithm, iterations, rounds):
     learner.train_step(train, 5, 10, 5, 1.0, rng)  # warm-up: compiled kernels, work arrays
     times = []
     for _ in range(rounds):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for _ in range(iterations):
             learner.train_step(train, 5, 10, 5, 1.0, rng)
-        times.append(iterations / (time.perf_counter() - start))
+        times.append(_rate(iterations, start, cpu))
     return times
+
+
+def _rate(iterations, start, cpu):
+    """Meta-iterations per second of wall-clock, and processor seconds per meta-iteration."""
+    return [iterations / (time.perf_counter() - start),
+            (time.process_time() - cpu) / iterations]
 
 
 def worker_torch(algorithm, iterations, rounds, threads):
@@ -97,10 +107,10 @@ def worker_torch(algorithm, iterations, rounds, threads):
     times = []
     for r in range(rounds):
         chunk = stream[1 + r * iterations: 1 + (r + 1) * iterations]
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for tasks in chunk:
             meta_iteration(tasks)
-        times.append(iterations / (time.perf_counter() - start))
+        times.append(_rate(iterations, start, cpu))
     return times
 
 
@@ -147,22 +157,32 @@ def main():
         print("PyTorch is not installed: timing minireptile only "
               "(pip install torch==2.13.0 to compare).")
     rates = {side: [] for side in sides}
+    cpu = {side: [] for side in sides}
     for _ in range(args.rounds):
         for side in sides:
-            rates[side] += run_worker(side, args)
+            for rate, seconds in run_worker(side, args):
+                rates[side].append(rate)
+                cpu[side].append(seconds)
     medians = {side: statistics.median(v) for side, v in rates.items()}
+    cpu_medians = {side: statistics.median(v) for side, v in cpu.items()}
     for side in sides:
         name = side if "torch" not in side else side.replace("torch", f"PyTorch {probe.stdout.strip()}")
         print(f"{name:<28} {medians[side]:7.3f} meta-iterations/s "
               f"({1000 / medians[side]:7.1f} ms; median of "
-              f"{', '.join(f'{v:.3f}' for v in rates[side])})")
-    print(f"MAML / FOMAML time per meta-iteration, minireptile: "
-          f"{medians['minireptile-foml'] / medians['minireptile-maml']:.2f}x")
+              f"{', '.join(f'{v:.3f}' for v in rates[side])}); "
+              f"processor time {1000 * cpu_medians[side]:7.1f} ms")
+    print(f"MAML / FOMAML / Reptile time per meta-iteration, minireptile: "
+          f"{medians['minireptile-foml'] / medians['minireptile-maml']:.2f}x / 1 / "
+          f"{medians['minireptile-foml'] / medians['minireptile-reptile']:.2f}x "
+          f"(processor time "
+          f"{cpu_medians['minireptile-maml'] / cpu_medians['minireptile-foml']:.2f}x / 1 / "
+          f"{cpu_medians['minireptile-reptile'] / cpu_medians['minireptile-foml']:.2f}x)")
     if "torch-maml" in medians:
         print(f"MAML / FOMAML time per meta-iteration, PyTorch: "
               f"{medians['torch-foml'] / medians['torch-maml']:.2f}x")
         print(f"MAML speed minireptile / PyTorch: "
-              f"{medians['minireptile-maml'] / medians['torch-maml']:.2f}x (above 1: faster)")
+              f"{medians['minireptile-maml'] / medians['torch-maml']:.2f}x (above 1: faster; "
+              f"processor time {cpu_medians['torch-maml'] / cpu_medians['minireptile-maml']:.2f}x)")
 
 
 if __name__ == "__main__":
