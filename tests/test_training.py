@@ -492,3 +492,23 @@ def test_weight_decay_through_the_command_line(tmp_path, synthetic_omniglot):
     for name in ("batchnorm2d0.gamma", "batchnorm2d3.gamma"):
         np.testing.assert_array_equal(layout.views(plain)[name], 1)
         np.testing.assert_allclose(layout.views(decayed)[name], 0.125, rtol=1e-6)
+
+
+def test_a_pickled_learner_leaves_its_gradient_buffer_behind_and_evaluates_the_same():
+    import pickle
+
+    from minireptile.problems.fewshot import evaluate_task
+
+    model = tiny_model()
+    classes = vector_classes()
+    learner = FewShotLearner(model, model.init_params(np.random.default_rng(0)),
+                             InnerConfig(batch=2, iters=3))
+    learner.train_step(classes, 2, 2, 1, 1.0, np.random.default_rng(1))
+    data = pickle.dumps(learner)
+    assert len(data) < len(pickle.dumps(learner.__dict__))  # without the buffer
+    copy = pickle.loads(data)
+    assert copy._grad.shape == learner.phi.shape
+    settings = (2, 1, 2, 3, False)
+    assert evaluate_task(copy, classes, settings, 7) == evaluate_task(learner, classes,
+                                                                      settings, 7)
+    np.testing.assert_array_equal(copy.phi, learner.phi)

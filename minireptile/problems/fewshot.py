@@ -130,6 +130,17 @@ class FewShotLearner:
         self.optimizer = make_inner_optimizer(inner)
         self._grad = np.empty_like(phi)
 
+    def __getstate__(self):
+        # The gradient buffer is scratch space: a copy sent to a worker (each periodic
+        # evaluation, each parallel meta-batch) need not carry it.
+        state = self.__dict__.copy()
+        del state["_grad"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._grad = np.empty_like(self.phi)
+
     # -- the inner loop ------------------------------------------------------------------
     def _step(self, w, batch):
         """One inner step on ``batch`` in place; returns the loss and the gradient followed
