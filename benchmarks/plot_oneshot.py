@@ -41,13 +41,15 @@ def main(argv=None):
     parser.add_argument("--out", required=True)
     parser.add_argument("--smooth", type=int, default=20)
     parser.add_argument("--classes", type=int, default=20)
+    parser.add_argument("--legend-outside", action="store_true",
+                        help="draw the legend to the right of the axes, not over the curves")
     args = parser.parse_args(argv)
 
     from minireptile.runs.plotting import require_matplotlib
 
     plt = require_matplotlib()
     finals = dict(item.split("=", 1) for item in args.final)
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(11.5 if args.legend_outside else 8, 5))
     for colour, item in zip(("tab:blue", "tab:orange", "tab:green", "tab:red"), args.run):
         label, directory = item.split("=", 1)
         iterations, train, test, seconds = read_metrics(directory)
@@ -65,9 +67,12 @@ def main(argv=None):
     ax.set_ylabel(f"accuracy (trailing mean of {args.smooth} one-task evaluations)")
     ax.set_title(f"Omniglot minimal protocol: {args.classes}-way 1-shot within one alphabet")
     ax.set_ylim(0, 1)
-    ax.legend(loc="lower right", fontsize=8)
+    if args.legend_outside:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    else:
+        ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(args.out, dpi=100)
+    fig.savefig(args.out, dpi=100, bbox_inches="tight" if args.legend_outside else None)
     plt.close(fig)
     print(f"plot written to {args.out}")
     return 0
