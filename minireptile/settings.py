@@ -52,9 +52,10 @@ class Kind:
         if self.type == "text":
             return "a string"
         noun = "an integer" if self.type == "int" else "a number"
-        if self.maximum is None and (self.minimum, self.above_minimum) in ((0, True), (1, False)) \
-                and (self.minimum == 0) == (self.type == "float"):
-            return f"a positive {noun.split()[-1]}"
+        positive = ((self.type == "int" and self.minimum == 1 and not self.above_minimum)
+                    or (self.type == "float" and self.minimum == 0 and self.above_minimum))
+        if positive and self.maximum is None:
+            return "a positive integer" if self.type == "int" else "a positive number"
         if self.minimum is not None and self.maximum is not None:
             return (f"{noun} in {'(' if self.above_minimum else '['}{_plain(self.minimum)}, "
                     f"{_plain(self.maximum)}{')' if self.below_maximum else ']'}")
