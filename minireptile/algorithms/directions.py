@@ -51,7 +51,8 @@ class InnerSteps(Protocol):
     plain_sgd: bool
 
     def run(self, w, start=0, stop=None):
-        """Take steps ``start … stop − 1`` in place; return each step's loss (before it)."""
+        """Take steps ``start … stop − 1`` in place; return each step's loss (before it), a
+        sequence of floats."""
 
     def step_with_gradient(self, w, i):
         """Take step ``i`` in place; return ``(loss, gradient it followed)`` (a new array)."""
@@ -79,10 +80,10 @@ class Reptile:
         Returns
         -------
         direction : ndarray, shape (size,)
-        losses : list of float
+        losses : sequence of float
         """
         start = w.copy()
-        losses = list(steps.run(w))
+        losses = steps.run(w)
         return w - start, losses
 
     def __repr__(self):
@@ -115,7 +116,7 @@ class FirstOrderMAML:
     def direction(self, steps, w):
         losses = list(steps.run(w, 0, steps.k - 1))
         before_last = w.copy()
-        losses += steps.run(w, steps.k - 1, steps.k)
+        losses.extend(steps.run(w, steps.k - 1, steps.k))
         return w - before_last, losses
 
     def __repr__(self):
@@ -142,9 +143,9 @@ class MAML:
         losses = []
         for i in range(steps.k - 1):
             trajectory.append((w.copy(), *steps.batch(i), steps.scale(i)))
-            losses += steps.run(w, i, i + 1)
+            losses.extend(steps.run(w, i, i + 1))
         before_last = w.copy()
-        losses += steps.run(w, steps.k - 1, steps.k)
+        losses.extend(steps.run(w, steps.k - 1, steps.k))
         return backpropagate_through_sgd(steps.model, trajectory, w - before_last,
                                          steps.lr), losses
 
