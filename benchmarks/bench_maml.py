@@ -20,14 +20,14 @@ a shared machine disturb much less than the wall-clock.
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 
 # The paper's 5-way setting and its tasks, as bench_omniglot.py draws them.
-from bench_omniglot import SETTING, THREAD_VARIABLES, classes, task_stream
+from bench_omniglot import SETTING, classes, task_stream
+from bench_omniglot import run_worker as run_omniglot_worker
 
 SIDES = ("minireptile-maml", "minireptile-foml", "minireptile-reptile", "torch-maml",
          "torch-foml")
@@ -115,18 +115,7 @@ def worker_torch(algorithm, iterations, rounds, threads):
 
 
 def run_worker(side, args):
-    env = dict(os.environ)
-    if args.threads:
-        env.update({v: str(args.threads) for v in THREAD_VARIABLES})
-    else:
-        for v in THREAD_VARIABLES:
-            env.pop(v, None)
-    cmd = [sys.executable, __file__, "--worker", side, "--iterations", str(args.iterations),
-           "--rounds", "1", "--threads", str(args.threads)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"{side} worker failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_omniglot_worker(side, args, script=__file__)
 
 
 def main():

@@ -116,9 +116,15 @@ def worker_torch(iterations, rounds, threads):
     return times
 
 
-def run_worker(side, args):
-    env = dict(os.environ, **{v: str(args.threads) for v in THREAD_VARIABLES})
-    cmd = [sys.executable, __file__, "--worker", side, "--iterations", str(args.iterations),
+def run_worker(side, args, script=__file__):
+    """One round of ``side`` in a fresh process of ``script``, its thread variables set to
+    ``args.threads`` (or all unset for 0: the libraries' defaults); the worker's JSON line."""
+    env = dict(os.environ)
+    for v in THREAD_VARIABLES:
+        env.pop(v, None)
+    if args.threads:
+        env.update({v: str(args.threads) for v in THREAD_VARIABLES})
+    cmd = [sys.executable, script, "--worker", side, "--iterations", str(args.iterations),
            "--rounds", "1", "--threads", str(args.threads)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
