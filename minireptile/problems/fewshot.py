@@ -69,6 +69,12 @@ class InnerConfig:
     replacement: bool = False
     weight_decay: float = 1.0
 
+    @property
+    def plain_sgd(self):
+        """True when every step is ``w ← w − lr·g``: SGD without weight decay, which is what
+        second-order MAML differentiates and what makes gradient combinations add up."""
+        return self.sgd and self.weight_decay == 1
+
 
 def make_inner_optimizer(config):
     """Adam(β1 = ``config.beta1``) as the reference's default, or SGD with ``sgd=True``."""
@@ -121,7 +127,7 @@ class FewShotLearner:
     def __init__(self, model, phi, inner, outer=None, algorithm="reptile", tail_shots=None,
                  combination=None, augmentation=None):
         self.algorithm = make_algorithm(algorithm, tail_shots, combination)
-        self.algorithm.check_inner(inner.sgd and inner.weight_decay == 1)
+        self.algorithm.check_inner(inner.plain_sgd)
         self.model = model
         self.phi = phi
         self.inner = inner
@@ -291,7 +297,7 @@ class _TaskSteps:
         self.k = len(batches)
         self.lr = learner.inner.learning_rate
         self.model = learner.model
-        self.plain_sgd = learner.inner.sgd and learner.inner.weight_decay == 1
+        self.plain_sgd = learner.inner.plain_sgd
 
     def run(self, w, start=0, stop=None):
         return [self.learner._step(w, batch)[0] for batch in self.batches[start:stop]]
