@@ -181,3 +181,58 @@ def test_augmented_training_is_the_same_on_one_worker_or_two():
                 learner.train_step(classes, 3, 2, 3, 1.0, np.random.default_rng(step), executor)
         results.append(learner.phi.copy())
     np.testing.assert_array_equal(*results)
+
+
+def test_eval_augmentation_distorts_each_fine_tuning_batch_never_the_queries():
+    from minireptile.problems.tasks import mini_batches, sample_eval_task
+
+    classes = _tiny_classes()
+    strong = AffineAugmentation(rotation=90.0, shear=0.5, scale=0.5, translate=5.0)
+    learner = _learner(None)
+    learner.eval_augmentation = strong
+    phi, state = learner.phi.copy(), learner.optimizer.state_dict()
+    task = sample_eval_task(classes, 3, 1, np.random.default_rng(5))
+    support_before = task.support.images.copy()
+    got = learner.finetune_and_predict(task.support, task.query.images, 3, 4,
+                                       np.random.default_rng(6), transductive=True)
+    # By hand: each mini-batch distorted from the stream right after it is drawn, then one
+    # step; the queries go to the network as they are.
+    by_hand, plain = _learner(None), _learner(None)
+    weights = []
+    for augmentation, learner_by_hand in ((strong, by_hand), (None, plain)):
+        w, rng = learner_by_hand.phi.copy(), np.random.default_rng(6)
+        for batch in mini_batches(task.support, 3, 4, False, rng):
+            if augmentation is not None:
+                batch = augmentation.augment_task(batch, rng)
+            learner_by_hand._step(w, batch)
+        weights.append(w)
+    expected = np.argmax(by_hand.model.predict(weights[0], task.query.images), axis=1)
+    np.testing.assert_array_equal(got, expected)
+    assert not np.array_equal(*weights)  # the distortions changed what was learned
+    # Φ, the optimiser state and the task's images are as they were.
+    np.testing.assert_array_equal(learner.phi, phi)
+    for name, value in learner.optimizer.state_dict().items():
+        np.testing.assert_array_equal(value, state[name])
+    np.testing.assert_array_equal(task.support.images, support_before)
+
+
+def test_an_evaluation_record_never_answers_for_fine_tuning_with_distortions(tmp_path):
+    from minireptile.runs.evaluation import evaluate_splits
+
+    classes = _tiny_classes()
+    learner = _learner(None)
+    settings = (3, 1, 3, 3, True)
+
+    def evaluate(record_dir):
+        return evaluate_splits(learner, {"test": classes}, ["test"], settings, 12,
+                               np.random.default_rng(5), record_dir=record_dir,
+                               log=lambda *_: None)["test"][2]
+
+    plain = evaluate(tmp_path)  # leaves a finished record in tmp_path
+    learner.eval_augmentation = AffineAugmentation(rotation=90.0, shear=0.5, scale=0.5,
+                                                   translate=5.0)
+    distorted = evaluate(None)
+    assert not np.array_equal(plain, distorted)
+    np.testing.assert_array_equal(evaluate(tmp_path), distorted)
+    learner.eval_augmentation = None
+    np.testing.assert_array_equal(evaluate(tmp_path), plain)

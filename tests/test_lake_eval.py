@@ -82,6 +82,21 @@ def test_command_prints_each_run_and_overall(all_runs_dir, tmp_path, capsys):
     assert code == 0
     assert "run01: error" in out and "run20: error" in out
     assert "overall error:" in out and "over 20 runs)" in out and "published" in out
+    # With distorted training images at every fine-tuning step the runs are fine-tuned anew.
+    code = main(["eval", "lake", "--runs", str(all_runs_dir), "--checkpoint",
+                 str(tmp_path / "run"), "--eval-iters", "3", "--transductive"])
+    plain = capsys.readouterr().out
+    code_distorted = main(["eval", "lake", "--runs", str(all_runs_dir), "--checkpoint",
+                           str(tmp_path / "run"), "--eval-iters", "3", "--transductive",
+                           "--eval-augment"])
+    distorted = capsys.readouterr().out
+    assert code == code_distorted == 0
+    assert "training images distorted at every step" in distorted
+    assert _errors(plain) != _errors(distorted)
+
+
+def _errors(out):
+    return [line for line in out.splitlines() if ": error" in line]
 
 
 def test_a_missing_run_is_refused_unless_a_subset_is_named(all_runs_dir, tmp_path, capsys):

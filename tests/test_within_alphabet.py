@@ -182,6 +182,22 @@ def test_eval_within_alphabet_on_a_run_trained_on_random_tasks(three_alphabets, 
     # Transduction is the run's setting unless turned off.
     assert main(eval_args + ["--within-alphabet", "--no-transductive"]) == 0
     assert "non-transductive" in capsys.readouterr().out
+    # Fine-tuning on distorted support images is another evaluation again, with other results.
+    assert main(eval_args + ["--within-alphabet", "--eval-augment", "--eval-iters", "3"]) == 0
+    distorted = capsys.readouterr().out
+    assert "support images distorted at every step" in distorted
+    assert "resuming the evaluation" not in distorted
+    assert main(eval_args + ["--within-alphabet", "--eval-iters", "3"]) == 0
+    plain = capsys.readouterr().out
+    assert "distorted" not in plain
+    assert _accuracy(plain) != _accuracy(distorted)
+    with pytest.raises(SystemExit) as refused:
+        main(eval_args + ["--eval-augment", "--augment-rotation", "180"])
+    assert refused.value.code == 2 and "--augment-rotation" in capsys.readouterr().err
+
+
+def _accuracy(out):
+    return [line for line in out.splitlines() if "accuracy:" in line]
 
 
 def test_workers_do_not_change_a_within_alphabet_augmented_run(three_alphabets, tmp_path):

@@ -97,8 +97,8 @@ REFERENCE_SETTINGS = ("classes", "shots", "inner_batch", "inner_iters", "replace
 TRAINING_SETTINGS = ("train_shots", "meta_step", "meta_step_final", "meta_batch", "meta_iters",
                      "eval_interval", "foml", "foml_tail", "maml", "combination", "outer",
                      "checkpoint_interval")
-ONESHOT_SETTINGS = ("within_alphabet", "augment", "augment_rotation", "augment_shear",
-                    "augment_scale", "augment_translate")
+AFFINE_RANGES = ("augment_rotation", "augment_shear", "augment_scale", "augment_translate")
+ONESHOT_SETTINGS = ("within_alphabet", "augment", "eval_augment") + AFFINE_RANGES
 
 
 def register_train(sub, dataset):
@@ -154,7 +154,8 @@ def register_eval(sub, dataset):
                         "on (the output then says the accuracy is not a held-out one)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     if dataset.alphabets:
-        add_setting_options(p, TrainConfig, ("within_alphabet",), defaults=False)
+        add_setting_options(p, TrainConfig, ("within_alphabet", "eval_augment") + AFFINE_RANGES,
+                            defaults=False)
     add_parallel_arguments(p)
     p.set_defaults(run=run_eval, few_shot=dataset)
 
@@ -387,7 +388,8 @@ def _run_eval(args, executor):
     print(f"evaluating {model.name}: {config.classes}-way {config.shots}-shot"
           f"{' within one alphabet' if config.within_alphabet else ''}, "
           f"{config.eval_iters} fine-tuning steps of {config.eval_batch}, "
-          f"{'transductive' if config.transductive else 'non-transductive'}")
+          f"{'transductive' if config.transductive else 'non-transductive'}"
+          f"{', support images distorted at every step' if config.eval_augment else ''}")
     _final_evaluation(learner, config, splits, chosen, args.eval_samples, progress, executor,
                       os.path.dirname(checkpoint_file(args.checkpoint)), eval_seed=args.seed)
     return 0

@@ -24,8 +24,11 @@ def register_eval(sub):
                    help="fine-tuning steps (default: the checkpoint's)")
     p.add_argument("--transductive", action="store_true", default=None,
                    help="classify the 20 test images in one batch")
+    p.add_argument("--eval-augment", action="store_true", default=None,
+                   help="distort the training images afresh at every fine-tuning step with "
+                        "the run's augmentation ranges (the test images never)")
     p.add_argument("--seed", type=non_negative_int, default=0,
-                   help="seed of the fine-tuning mini-batches (default 0)")
+                   help="seed of the fine-tuning mini-batches and distortions (default 0)")
     p.add_argument("--runs-subset", type=runs_subset, metavar="LIST",
                    help="score only these runs, e.g. 1-5,7 (default: all 20 are required; the "
                         "published figures are then not shown, as they cover all 20)")
@@ -98,9 +101,10 @@ def _run(args, executor):
     runs = select_runs(load_lake_runs(args.runs), args.runs_subset, args.runs)
     _, config, learner, _ = open_for_evaluation(args.checkpoint, omniglot_cnn, {
         "eval_batch": args.eval_batch, "eval_iters": args.eval_iters,
-        "transductive": args.transductive})
+        "transductive": args.transductive, "eval_augment": args.eval_augment})
     print(f"{len(runs)} runs; fine-tuning {config.eval_iters} steps of {config.eval_batch}, "
-          f"{'transductive' if config.transductive else 'non-transductive'}")
+          f"{'transductive' if config.transductive else 'non-transductive'}"
+          f"{', training images distorted at every step' if config.eval_augment else ''}")
     results = evaluate_runs(learner, runs, config.eval_batch, config.eval_iters,
                             np.random.default_rng(args.seed), config.transductive,
                             executor=executor)

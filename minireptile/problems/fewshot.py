@@ -23,6 +23,9 @@ The semantics follow the reference implementation (openai/supervised-reptile, ``
   directions and moves Φ.
 * **Evaluation.** Draw ``shots + 1`` examples per class, hold one per class out as the query,
   fine-tune on the support set for ``eval_iters`` mini-batches of ``eval_batch``, then predict.
+  With an ``eval_augmentation`` every fine-tuning mini-batch is a freshly distorted copy of the
+  support images it draws (one-shot fine-tuning then sees many versions of each example); the
+  queries are never distorted.
   *Transductive*: all queries in one forward pass (batch norm sees the query batch).
   *Non-transductive*: one pass per query over the support set plus that query, keeping the
   last prediction (batch norm sees support statistics only).
@@ -100,6 +103,9 @@ class FewShotLearner:
         ``tail_shots`` and ``combination``.
     augmentation : AffineAugmentation, optional
         Distorts the images of every training task (never those of evaluation tasks).
+    eval_augmentation : AffineAugmentation, optional
+        Distorts the support images of every fine-tuning mini-batch at evaluation, afresh at
+        each step (never the queries).
 
     Examples
     --------
@@ -125,7 +131,7 @@ class FewShotLearner:
     """
 
     def __init__(self, model, phi, inner, outer=None, algorithm="reptile", tail_shots=None,
-                 combination=None, augmentation=None):
+                 combination=None, augmentation=None, eval_augmentation=None):
         self.algorithm = make_algorithm(algorithm, tail_shots, combination)
         self.algorithm.check_inner(inner.plain_sgd)
         self.model = model
@@ -133,6 +139,7 @@ class FewShotLearner:
         self.inner = inner
         self.outer = outer or OuterSGD()
         self.augmentation = augmentation
+        self.eval_augmentation = eval_augmentation
         self.optimizer = make_inner_optimizer(inner)
         self._grad = np.empty_like(phi)
 
@@ -235,7 +242,8 @@ class FewShotLearner:
         -------
         ndarray of int64, shape (n_query,)
 
-        Φ and the optimiser state are left exactly as they were.
+        Φ and the optimiser state are left exactly as they were. With
+        :attr:`eval_augmentation`, each mini-batch's images are distorted before its step.
         """
         saved = self.optimizer.state_dict()
         try:
@@ -243,6 +251,8 @@ class FewShotLearner:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 for batch in mini_batches(support, eval_batch, eval_iters,
                                           self.inner.replacement, rng):
+                    if self.eval_augmentation is not None:
+                        batch = self.eval_augmentation.augment_task(batch, rng)
                     self._step(w, batch)
             # A diverged fine-tuning predicts one class for every query: chance accuracy
             # that would look like a result.

@@ -84,6 +84,9 @@ class TrainConfig:
     augment: bool = setting(False, FLAG, "distort every training image with a random affine "
                                          "map (Koch et al. 2015); evaluation images are never "
                                          "distorted")
+    eval_augment: bool = setting(
+        False, FLAG, "when fine-tuning for evaluation, distort the support images afresh at "
+                     "every step with the augmentation ranges; the queries are never distorted")
     augment_rotation: float = setting(
         DEFAULT_ROTATION, Kind("float", minimum=0, maximum=180, below_maximum=True),
         "largest rotation in degrees", metavar="DEG")
@@ -132,8 +135,14 @@ class TrainConfig:
 
     def augmentation(self):
         """The :class:`AffineAugmentation` of training tasks, or None without ``augment``."""
-        if not self.augment:
-            return None
+        return self._affine_ranges() if self.augment else None
+
+    def eval_augmentation(self):
+        """The :class:`AffineAugmentation` of fine-tuning at evaluation, or None without
+        ``eval_augment``."""
+        return self._affine_ranges() if self.eval_augment else None
+
+    def _affine_ranges(self):
         return AffineAugmentation(self.augment_rotation, self.augment_shear,
                                   self.augment_scale, self.augment_translate)
 
@@ -162,4 +171,5 @@ class TrainConfig:
 def make_learner(model, phi, config):
     """A :class:`FewShotLearner` configured by ``config``."""
     return FewShotLearner(model, phi, config.inner(), outer=make_outer(config.outer),
-                          algorithm=config.algorithm(), augmentation=config.augmentation())
+                          algorithm=config.algorithm(), augmentation=config.augmentation(),
+                          eval_augmentation=config.eval_augmentation())

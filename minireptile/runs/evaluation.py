@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 
 import numpy as np
 
@@ -87,6 +88,9 @@ def evaluate_splits(learner, splits, names, settings, num_samples, rng, executor
     kinds = [getattr(splits[name], "task_kind", None) for name in names]
     if any(kinds):
         key["task_kinds"] = kinds
+    # Fine-tuning on distorted support images is another evaluation (absent from older keys).
+    if getattr(learner, "eval_augmentation", None) is not None:
+        key["eval_augmentation"] = asdict(learner.eval_augmentation)
     path = os.path.join(record_dir, RECORD_FILE) if record_dir is not None else None
     record = _read_record(path, key)
     done_before = sum(int(np.sum(c >= 0)) for c in record.values())

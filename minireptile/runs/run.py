@@ -207,7 +207,8 @@ def restore_learner(model, arrays, meta, config):
 
 EVAL_OVERRIDES = ("shots", "inner_batch", "inner_iters", "replacement", "learning_rate",
                   "eval_batch", "eval_iters", "weight_decay", "transductive", "sgd",
-                  "within_alphabet")
+                  "within_alphabet", "eval_augment", "augment_rotation", "augment_shear",
+                  "augment_scale", "augment_translate")
 
 
 def open_for_evaluation(checkpoint, build_model, overrides, classes=None):
