@@ -103,11 +103,12 @@ class TrainConfig:
         """Raise :class:`InputError` for the first impossible setting, naming it as
         ``name=value``."""
         check_settings(self)
+        plain_sgd = self.inner().plain_sgd
         if self.maml:
             if self.foml or self.combination:
                 other = "foml=True" if self.foml else f"combination={self.combination!r}"
                 raise InputError(f"maml=True excludes {other}; choose one algorithm")
-            if not self.sgd or self.weight_decay != 1:
+            if not plain_sgd:
                 raise InputError("maml=True needs sgd=True and weight_decay=1: its "
                                  "meta-gradient differentiates plain inner SGD steps, not "
                                  "inner Adam")
@@ -117,7 +118,7 @@ class TrainConfig:
             if self.foml:
                 raise InputError(f"combination={self.combination!r} and foml=True exclude "
                                  "each other; foml is the combination 'last'")
-            if not self.sgd or self.weight_decay != 1:
+            if not plain_sgd:
                 raise InputError(f"combination={self.combination!r} needs sgd=True and "
                                  "weight_decay=1: only then do the inner gradients add up to "
                                  "W − Φ")

@@ -89,7 +89,7 @@ def evaluate_splits(learner, splits, names, settings, num_samples, rng, executor
     if any(kinds):
         key["task_kinds"] = kinds
     # Fine-tuning on distorted support images is another evaluation (absent from older keys).
-    if getattr(learner, "eval_augmentation", None) is not None:
+    if learner.eval_augmentation is not None:
         key["eval_augmentation"] = asdict(learner.eval_augmentation)
     path = os.path.join(record_dir, RECORD_FILE) if record_dir is not None else None
     record = _read_record(path, key)
