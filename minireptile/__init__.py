@@ -6,9 +6,10 @@ Parameters live in one flat array Φ; models are functional
 The Python API is the names of ``_EXPORTS`` below (``minireptile.__all__``): models
 (``mlp``, ``omniglot_cnn``, ``Model``), the outer update and the algorithms (``meta_step``,
 ``reptile_step``, ``Reptile``, ``make_algorithm``, …), few-shot classification
-(``FewShotLearner``, ``ClassSet``, ``evaluate_accuracy``), sine regression (``SineConfig``,
-``train_sine``), runs with checkpoints (``TrainConfig``, ``train``, ``open_for_evaluation``)
-and the errors the library raises; README.md's "Python API" section shows them at work.
+(``FewShotLearner``, ``ClassSet``, ``evaluate_accuracy``, ``Ensemble``), sine regression
+(``SineConfig``, ``train_sine``), runs with checkpoints (``TrainConfig``, ``train``,
+``open_for_evaluation``) and the errors the library raises; README.md's "Python API" section
+shows them at work.
 
 The names are imported on first use, so that ``import minireptile`` (and the command
 line's ``--help``) does not pay for NumPy, Numba and SciPy before they are needed.
@@ -76,8 +77,10 @@ _EXPORTS = {
     "FewShotLearner": ".problems.fewshot",
     "InnerConfig": ".problems.fewshot",
     "evaluate_accuracy": ".problems.fewshot",
+    "Ensemble": ".problems.ensemble",
     "Task": ".problems.tasks",
     "sample_task": ".problems.tasks",
+    "sample_eval_task": ".problems.tasks",
     "mini_batches": ".problems.tasks",
     "ImagePool": ".data.classes",
     "ClassSet": ".data.classes",

@@ -40,10 +40,10 @@ def all_runs_dir(tmp_path_factory):
     return root
 
 
-def save_checkpoint(directory, classes):
+def save_checkpoint(directory, classes, seed=0):
     model = omniglot_cnn(classes)
     config = TrainConfig(classes=classes, shots=1, eval_batch=5, eval_iters=2, meta_iters=1)
-    train_rng, eval_rng, _ = generators(0)
+    train_rng, eval_rng, _ = generators(seed)
     learner = make_learner(model, model.init_params(train_rng), config)
     Run(directory).save(model, learner, (train_rng, eval_rng), 1, config)
     return learner
@@ -53,7 +53,9 @@ def test_error_rate_counts_wrong_test_items(runs_dir, tmp_path):
     learner = save_checkpoint(tmp_path, 20)
     runs = load_lake_runs(runs_dir)
     rng = np.random.default_rng(0)
-    learner.predict_queries = lambda w, support, queries, transductive: runs_by_size[len(queries)]
+    # The network's outputs stand in for the fine-tuned network's: one-hot on given labels.
+    learner.query_logits = lambda w, support, queries, transductive: np.eye(20)[
+        runs_by_size[len(queries)]]
     runs_by_size = {20: runs[0].test_labels}
     assert evaluate_runs(learner, runs[:1], 5, 1, rng, True) == [("run01", 0.0)]
     runs_by_size = {20: (runs[0].test_labels + 1) % 20}
@@ -93,6 +95,22 @@ def test_command_prints_each_run_and_overall(all_runs_dir, tmp_path, capsys):
     assert code == code_distorted == 0
     assert "training images distorted at every step" in distorted
     assert _errors(plain) != _errors(distorted)
+
+
+def test_command_scores_runs_with_an_ensemble(all_runs_dir, tmp_path, capsys):
+    save_checkpoint(tmp_path / "run", 20)
+    save_checkpoint(tmp_path / "other", 20, seed=3)
+    argv = ["eval", "lake", "--runs", str(all_runs_dir), "--checkpoint", str(tmp_path / "run"),
+            "--eval-iters", "1", "--transductive", "--runs-subset", "1-4"]
+    assert main(argv) == 0
+    alone = capsys.readouterr().out
+    assert main(argv + ["--ensemble", str(tmp_path / "other"), "--finetunings", "2"]) == 0
+    voted = capsys.readouterr().out
+    assert "ensemble of 2 networks × 2 fine-tunings" in voted and "ensemble" not in alone
+    assert _errors(voted) != _errors(alone)
+    save_checkpoint(tmp_path / "five", 5)
+    assert main(argv + ["--ensemble", str(tmp_path / "five")]) == 2
+    assert "is a 5-way network, the evaluated run a 20-way" in capsys.readouterr().err
 
 
 def _errors(out):

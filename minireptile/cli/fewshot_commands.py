@@ -25,6 +25,7 @@ from ..runs.run import (
     EVAL_OVERRIDES,
     checkpoint_file,
     generators,
+    open_ensemble,
     open_for_evaluation,
     open_run,
     restore_learner,
@@ -39,10 +40,12 @@ from .data_commands import (
     split_options,
 )
 from .options import (
+    add_ensemble_arguments,
     add_parallel_arguments,
     add_setting_options,
     as_flags,
     config_from_args,
+    describe_ensemble,
     non_negative_int,
     positive_int,
 )
@@ -156,6 +159,7 @@ def register_eval(sub, dataset):
     if dataset.alphabets:
         add_setting_options(p, TrainConfig, ("within_alphabet", "eval_augment") + AFFINE_RANGES,
                             defaults=False)
+    add_ensemble_arguments(p)
     add_parallel_arguments(p)
     p.set_defaults(run=run_eval, few_shot=dataset)
 
@@ -368,10 +372,11 @@ def run_eval(args):
 
 def _run_eval(args, executor):
     dataset = args.few_shot
-    model, config, learner, meta = open_for_evaluation(
-        args.checkpoint, dataset.model,
-        {name: getattr(args, name, None) for name in EVAL_OVERRIDES},
-        classes=args.classes)
+    overrides = {name: getattr(args, name, None) for name in EVAL_OVERRIDES}
+    model, config, learner, meta = open_for_evaluation(args.checkpoint, dataset.model,
+                                                       overrides, classes=args.classes)
+    learner, member_metas = open_ensemble(learner, config, args.ensemble, dataset.model,
+                                          overrides, args.finetunings)
     record = meta["extra"].get("data")
     changed = _reuse_split(args, record)
     progress = not args.no_progress
@@ -381,15 +386,23 @@ def _run_eval(args, executor):
         same = record.get("content") == content_hash(splits)
         print(f"data: {'the run' if same else 'NOT the run'}'s images"
               + (f"; split changed: {', '.join(changed)}" if changed else "; the run's split"))
-    for line in check_no_overlap(record, splits, chosen, args.allow_train_overlap,
-                                 SPLIT_LABELS):
-        print(as_flags(line, {"allow_train_overlap": "--allow-train-overlap"}))
+    members = [("", record)] + [(f"ensemble member {path!r}: ", m["extra"].get("data"))
+                                for path, m in zip(args.ensemble, member_metas)]
+    for which, member_record in members:
+        try:
+            lines = check_no_overlap(member_record, splits, chosen, args.allow_train_overlap,
+                                     SPLIT_LABELS)
+        except InputError as err:
+            raise InputError(which + str(err)) from None
+        for line in lines:
+            print(which + as_flags(line, {"allow_train_overlap": "--allow-train-overlap"}))
     splits = _task_splits(splits, config)
     print(f"evaluating {model.name}: {config.classes}-way {config.shots}-shot"
           f"{' within one alphabet' if config.within_alphabet else ''}, "
           f"{config.eval_iters} fine-tuning steps of {config.eval_batch}, "
           f"{'transductive' if config.transductive else 'non-transductive'}"
-          f"{', support images distorted at every step' if config.eval_augment else ''}")
+          f"{', support images distorted at every step' if config.eval_augment else ''}"
+          f"{describe_ensemble(args)}")
     _final_evaluation(learner, config, splits, chosen, args.eval_samples, progress, executor,
                       os.path.dirname(checkpoint_file(args.checkpoint)), eval_seed=args.seed)
     return 0

@@ -3,7 +3,13 @@
 import argparse
 
 from ..errors import InputError
-from .options import add_parallel_arguments, non_negative_int, positive_int
+from .options import (
+    add_ensemble_arguments,
+    add_parallel_arguments,
+    describe_ensemble,
+    non_negative_int,
+    positive_int,
+)
 
 NUM_RUNS = 20  # Lake's runs, each 20-way with one test image per class
 
@@ -32,6 +38,7 @@ def register_eval(sub):
     p.add_argument("--runs-subset", type=runs_subset, metavar="LIST",
                    help="score only these runs, e.g. 1-5,7 (default: all 20 are required; the "
                         "published figures are then not shown, as they cover all 20)")
+    add_ensemble_arguments(p)
     add_parallel_arguments(p)
     p.set_defaults(run=run)
 
@@ -95,16 +102,19 @@ def _run(args, executor):
     from ..data.lake_runs import load_lake_runs
     from ..models.cnn import omniglot_cnn
     from ..problems.lake_benchmark import PUBLISHED, evaluate_runs, summary
-    from ..runs.run import open_for_evaluation
+    from ..runs.run import open_ensemble, open_for_evaluation
     from ..stats import format_interval
 
     runs = select_runs(load_lake_runs(args.runs), args.runs_subset, args.runs)
-    _, config, learner, _ = open_for_evaluation(args.checkpoint, omniglot_cnn, {
-        "eval_batch": args.eval_batch, "eval_iters": args.eval_iters,
-        "transductive": args.transductive, "eval_augment": args.eval_augment})
+    overrides = {"eval_batch": args.eval_batch, "eval_iters": args.eval_iters,
+                 "transductive": args.transductive, "eval_augment": args.eval_augment}
+    _, config, learner, _ = open_for_evaluation(args.checkpoint, omniglot_cnn, overrides)
+    learner, _ = open_ensemble(learner, config, args.ensemble, omniglot_cnn, overrides,
+                               args.finetunings)
     print(f"{len(runs)} runs; fine-tuning {config.eval_iters} steps of {config.eval_batch}, "
           f"{'transductive' if config.transductive else 'non-transductive'}"
-          f"{', training images distorted at every step' if config.eval_augment else ''}")
+          f"{', training images distorted at every step' if config.eval_augment else ''}"
+          f"{describe_ensemble(args)}")
     results = evaluate_runs(learner, runs, config.eval_batch, config.eval_iters,
                             np.random.default_rng(args.seed), config.transductive,
                             executor=executor)

@@ -116,6 +116,31 @@ def add_parallel_arguments(parser, workers=True):
                                  "without an answer or a worker)")
 
 
+def add_ensemble_arguments(parser):
+    """``--ensemble`` and ``--finetunings``: evaluation by several fine-tunings that vote
+    (:class:`~minireptile.problems.ensemble.Ensemble`)."""
+    parser.add_argument("--ensemble", action="append", default=[], metavar="DIR_OR_FILE",
+                        help="another run whose network also fine-tunes on every task; the "
+                             "query probabilities of all networks are averaged (repeat for "
+                             "more members; each must not have trained on the evaluated "
+                             "classes)")
+    parser.add_argument("--finetunings", type=positive_int, default=1, metavar="K",
+                        help="fine-tune each network K times per task and average the "
+                             "probabilities; the fine-tunings differ by their mini-batch "
+                             "order and, with --eval-augment, by their distortions "
+                             "(default %(default)s)")
+
+
+def describe_ensemble(args):
+    """``"; ensemble of …"`` for the evaluation's header line ("" for a single
+    fine-tuning)."""
+    networks = 1 + len(args.ensemble)
+    if networks == 1 and args.finetunings == 1:
+        return ""
+    return (f"; ensemble of {networks} network{'s' * (networks > 1)} × {args.finetunings} "
+            f"fine-tuning{'s' * (args.finetunings > 1)}, query probabilities averaged")
+
+
 def output_path(text):
     """A file path whose folder exists (checked before any work starts)."""
     folder = os.path.dirname(os.path.abspath(text))

@@ -230,7 +230,15 @@ class FewShotLearner:
 
     def finetune_and_predict(self, support, query_images, eval_batch, eval_iters, rng,
                              transductive=False):
-        """Fine-tune a copy of Φ on ``support`` and predict the labels of ``query_images``.
+        """Fine-tune a copy of Φ on ``support`` and predict the labels of ``query_images``:
+        the arg-max of :meth:`finetune_and_score`, shape (n_query,), int64."""
+        return np.argmax(self.finetune_and_score(support, query_images, eval_batch, eval_iters,
+                                                 rng, transductive), axis=1)
+
+    def finetune_and_score(self, support, query_images, eval_batch, eval_iters, rng,
+                           transductive=False):
+        """Fine-tune a copy of Φ on ``support`` and return the network's outputs (logits) for
+        ``query_images``.
 
         Parameters
         ----------
@@ -240,7 +248,7 @@ class FewShotLearner:
 
         Returns
         -------
-        ndarray of int64, shape (n_query,)
+        ndarray, shape (n_query, num_classes)
 
         Φ and the optimiser state are left exactly as they were. With
         :attr:`eval_augmentation`, each mini-batch's images are distorted before its step.
@@ -259,22 +267,27 @@ class FewShotLearner:
             check_finite({"fine-tuned weights": w},
                          f"fine-tuning diverged: lower learning_rate="
                          f"{self.inner.learning_rate} or eval_iters={eval_iters}")
-            return self.predict_queries(w, support.images, query_images, transductive)
+            return self.query_logits(w, support.images, query_images, transductive)
         finally:
             self.optimizer.load_state_dict(saved)
 
     def predict_queries(self, w, support_images, query_images, transductive):
-        """Predicted labels of the queries after fine-tuning, shape (n_query,).
+        """Predicted labels of the queries after fine-tuning, shape (n_query,): the arg-max
+        of :meth:`query_logits`."""
+        return np.argmax(self.query_logits(w, support_images, query_images, transductive),
+                         axis=1)
+
+    def query_logits(self, w, support_images, query_images, transductive):
+        """The network's outputs for the queries after fine-tuning to ``w``, shape
+        (n_query, num_classes): all queries in one pass when ``transductive``, else each
+        query in a pass of its own after the support images (only its row kept).
 
         Raises :class:`~minireptile.guard.DivergedError` if an output is not finite (the
         arg-max of NaNs is class 0 for every query, which would pass for a prediction)."""
         if transductive:
-            return np.argmax(self._logits(w, query_images), axis=1)
-        out = np.empty(len(query_images), dtype=np.int64)
-        for i, query in enumerate(query_images):
-            batch = np.concatenate([support_images, query[None]])
-            out[i] = np.argmax(self._logits(w, batch)[-1])
-        return out
+            return self._logits(w, query_images)
+        return np.stack([self._logits(w, np.concatenate([support_images, query[None]]))[-1]
+                         for query in query_images])
 
     def _logits(self, w, images):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):

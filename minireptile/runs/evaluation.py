@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import InputError
 from ..npzfile import load_npz, save_npz_atomic
 from ..parallel.executor import SerialExecutor, task_seeds
+from ..problems.ensemble import Ensemble
 from ..problems.fewshot import evaluate_task
 from ..stats import mean_and_interval
 
@@ -37,7 +38,15 @@ ESTIMATE_MIN_TASKS = 200
 
 
 def learner_fingerprint(learner):
-    """SHA-256 of Φ and the inner optimiser's state: what fine-tuning starts from."""
+    """SHA-256 of Φ and the inner optimiser's state: what fine-tuning starts from. For an
+    :class:`~minireptile.problems.ensemble.Ensemble`, of its members' fingerprints, in
+    order, and its fine-tunings per member."""
+    if isinstance(learner, Ensemble):
+        digest = hashlib.sha256(f"ensemble of {len(learner.learners)}, "
+                                f"{learner.finetunings} fine-tunings each".encode())
+        for member in learner.learners:
+            digest.update(learner_fingerprint(member).encode())
+        return digest.hexdigest()
     digest = hashlib.sha256(np.ascontiguousarray(learner.phi).tobytes())
     for name, value in sorted(learner.optimizer.state_dict().items()):
         digest.update(name.encode())
@@ -61,7 +70,7 @@ def evaluate_splits(learner, splits, names, settings, num_samples, rng, executor
 
     Parameters
     ----------
-    learner : FewShotLearner
+    learner : FewShotLearner or Ensemble
     splits : dict of str to ClassSet
     names : sequence of str
         The splits to evaluate, in order; each draws its task seeds from ``rng`` in turn.

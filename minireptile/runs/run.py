@@ -248,3 +248,41 @@ def open_for_evaluation(checkpoint, build_model, overrides, classes=None):
     stored.update({k: v for k, v in overrides.items() if v is not None})
     config = TrainConfig.from_dict(stored).validate()
     return model, config, restore_learner(model, arrays, meta, config), meta
+
+
+def open_ensemble(learner, config, member_checkpoints, build_model, overrides, finetunings=1):
+    """``learner`` joined by the networks of other runs and fine-tuned ``finetunings`` times
+    each: an :class:`~minireptile.problems.ensemble.Ensemble`, or ``learner`` itself when
+    there is one network fine-tuned once.
+
+    Parameters
+    ----------
+    learner : FewShotLearner
+        The first member (its run decides the data, the split and the evaluation settings).
+    config : TrainConfig
+        ``learner``'s configuration, as :func:`open_for_evaluation` returned it.
+    member_checkpoints : sequence of str
+        Run folders (or checkpoint files) of the other members; each is opened with the
+        same ``overrides`` and keeps its own inner-loop settings otherwise.
+    build_model, overrides
+        As for :func:`open_for_evaluation`.
+    finetunings : int
+
+    Returns
+    -------
+    (FewShotLearner or Ensemble, list of the other members' checkpoint metadata)
+    """
+    from ..problems.ensemble import Ensemble
+
+    learners, metas = [learner], []
+    for checkpoint in member_checkpoints:
+        _, member_config, member, meta = open_for_evaluation(checkpoint, build_model, overrides)
+        if member_config.classes != config.classes:
+            raise InputError(f"ensemble member {checkpoint!r} is a {member_config.classes}-way "
+                             f"network, the evaluated run a {config.classes}-way one; every "
+                             "member must classify the same number of classes")
+        learners.append(member)
+        metas.append(meta)
+    if len(learners) == 1 and finetunings == 1:
+        return learner, metas
+    return Ensemble(learners, finetunings), metas
