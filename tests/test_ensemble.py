@@ -201,3 +201,23 @@ def test_cli_bad_finetunings_exit_2(value, alphabets, tmp_path, capsys):
         _eval(data, cache, tmp_path / "absent", "--finetunings", value)
     err = capsys.readouterr().err
     assert refused.value.code == 2 and "--finetunings" in err and value in err
+
+
+def test_cli_warns_when_fine_tunings_would_repeat_one(alphabets, tmp_path, capsys):
+    data, cache = alphabets
+    run = tmp_path / "run"
+    _train(data, cache, run)  # eval_batch 4 = the support set of a 4-way 1-shot task
+    argv = ["eval", "omniglot", "--data", str(data), "--train-alphabet", "Alphabet0",
+            "--checkpoint", str(run), "--eval-samples", "6", "--split", "test",
+            "--no-progress", "--cache-dir", str(cache), "--workers", "1"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    once = capsys.readouterr().out
+    assert main(argv + ["--finetunings", "3"]) == 0
+    thrice = capsys.readouterr().out
+    assert "warning: --finetunings 3 repeats one fine-tuning" in thrice
+    assert "warning" not in once
+    # As warned: the vote of three identical fine-tunings is that of one.
+    assert _accuracy(thrice) == _accuracy(once)
+    assert main(argv + ["--finetunings", "3", "--eval-batch", "2"]) == 0
+    assert "warning" not in capsys.readouterr().out

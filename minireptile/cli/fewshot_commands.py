@@ -48,6 +48,7 @@ from .options import (
     describe_ensemble,
     non_negative_int,
     positive_int,
+    repeated_finetuning_warning,
 )
 
 SPLIT_LABELS = {"train": "Train", "val": "Validation", "test": "Test"}
@@ -403,6 +404,9 @@ def _run_eval(args, executor):
           f"{'transductive' if config.transductive else 'non-transductive'}"
           f"{', support images distorted at every step' if config.eval_augment else ''}"
           f"{describe_ensemble(args)}")
+    warning = repeated_finetuning_warning(args, config, config.classes * config.shots)
+    if warning:
+        print(warning)
     _final_evaluation(learner, config, splits, chosen, args.eval_samples, progress, executor,
                       os.path.dirname(checkpoint_file(args.checkpoint)), eval_seed=args.seed)
     return 0

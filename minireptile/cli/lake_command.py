@@ -9,6 +9,7 @@ from .options import (
     describe_ensemble,
     non_negative_int,
     positive_int,
+    repeated_finetuning_warning,
 )
 
 NUM_RUNS = 20  # Lake's runs, each 20-way with one test image per class
@@ -115,6 +116,9 @@ def _run(args, executor):
           f"{'transductive' if config.transductive else 'non-transductive'}"
           f"{', training images distorted at every step' if config.eval_augment else ''}"
           f"{describe_ensemble(args)}")
+    warning = repeated_finetuning_warning(args, config, NUM_RUNS)
+    if warning:
+        print(warning)
     results = evaluate_runs(learner, runs, config.eval_batch, config.eval_iters,
                             np.random.default_rng(args.seed), config.transductive,
                             executor=executor)

@@ -141,6 +141,17 @@ def describe_ensemble(args):
             f"fine-tuning{'s' * (args.finetunings > 1)}, query probabilities averaged")
 
 
+def repeated_finetuning_warning(args, config, support_size):
+    """A warning when ``--finetunings`` K > 1 would repeat one fine-tuning K times: without
+    ``--eval-augment``, a mini-batch that holds the whole support set has the same summed
+    gradient in any order (up to rounding). None otherwise."""
+    if args.finetunings > 1 and not config.eval_augment and config.eval_batch >= support_size:
+        return (f"warning: --finetunings {args.finetunings} repeats one fine-tuning: every "
+                f"mini-batch of --eval-batch {config.eval_batch} holds all {support_size} "
+                "support images; add --eval-augment or give a smaller --eval-batch")
+    return None
+
+
 def output_path(text):
     """A file path whose folder exists (checked before any work starts)."""
     folder = os.path.dirname(os.path.abspath(text))
