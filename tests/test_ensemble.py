@@ -75,6 +75,31 @@ def test_probabilities_average_every_fine_tuning_in_stream_order():
     np.testing.assert_array_equal(predicted, np.argmax(got, axis=1))
 
 
+@pytest.mark.parametrize("transductive", [True, False])
+def test_query_views_add_distorted_copies_of_the_queries_to_the_vote(transductive):
+    classes = random_classes()
+    members = learners(2, eval_augmentation=DISTORT)
+    task = sample_eval_task(classes, 3, 1, np.random.default_rng(5))
+    got = Ensemble(members, finetunings=2, query_views=3).probabilities(
+        task.support, task.query.images, 3, 4, np.random.default_rng(9), transductive)
+    # By hand: after each fine-tuning, the queries as they are, then three distorted copies.
+    rng = np.random.default_rng(9)
+    each = []
+    for member in members:
+        for _ in range(2):
+            w = member.finetune(task.support, 3, 4, rng)
+            views = [task.query.images] + [DISTORT.apply(task.query.images, rng)
+                                           for _ in range(3)]
+            each += [scipy_softmax(member.query_logits(w, task.support.images, images,
+                                                       transductive).astype(np.float64),
+                                   axis=1) for images in views]
+    np.testing.assert_allclose(got, np.mean(each, axis=0), rtol=1e-12, atol=1e-15)
+    assert not np.allclose(each[0], each[1])  # a view is another input, not a copy
+    np.testing.assert_array_equal(task.query.images,
+                                  sample_eval_task(classes, 3, 1,
+                                                   np.random.default_rng(5)).query.images)
+
+
 def test_members_are_left_exactly_as_they_were():
     classes = random_classes()
     members = learners(2, eval_augmentation=DISTORT)
@@ -105,7 +130,9 @@ def test_fingerprint_names_the_members_their_order_and_the_fine_tunings():
     prints = {learner_fingerprint(a), learner_fingerprint(Ensemble([a], 2)),
               learner_fingerprint(Ensemble([a, b])), learner_fingerprint(Ensemble([b, a])),
               learner_fingerprint(Ensemble([a, b], 2))}
-    assert len(prints) == 5
+    a.eval_augmentation = b.eval_augmentation = DISTORT
+    prints.add(learner_fingerprint(Ensemble([a, b], 2, query_views=1)))
+    assert len(prints) == 6
     assert learner_fingerprint(Ensemble([a, b])) == learner_fingerprint(Ensemble([a, b]))
 
 
@@ -113,6 +140,11 @@ def test_bad_ensembles_are_refused_with_what_would_do():
     a, b = learners(2)
     with pytest.raises(InputError, match="at least one network"):
         Ensemble([])
+    for bad in (-1, 0.5, True):
+        with pytest.raises(InputError, match=f"query_views={bad!r}"):
+            Ensemble([a], 1, bad)
+    with pytest.raises(InputError, match="query_views=2 needs distortion ranges"):
+        Ensemble([a], 1, 2)
     for bad in (0, -1, 1.5, True):
         with pytest.raises(InputError, match=f"finetunings={bad!r}"):
             Ensemble([a], bad)
@@ -177,6 +209,16 @@ def test_cli_ensemble_evaluates_records_and_refuses_leaks(alphabets, tmp_path, c
     assert "6 of 6 tasks done" in capsys.readouterr().out
     assert _eval(data, cache, first, "--ensemble", str(second)) == 0
     assert "resuming the evaluation" not in capsys.readouterr().out
+    # Query views are another evaluation again, and need --eval-augment's ranges.
+    assert _eval(data, cache, first, "--query-views", "2") == 0
+    out = capsys.readouterr().out
+    assert "ensemble of 1 network × 1 fine-tuning, query probabilities averaged over the " \
+           "queries and 2 distorted copies" in out and "resuming the evaluation" not in out
+    assert main(["eval", "omniglot", "--data", str(data), "--train-alphabet", "Alphabet0",
+                 "--checkpoint", str(first), "--split", "test", "--cache-dir", str(cache),
+                 "--query-views", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--query-views 2" in err and "--eval-augment" in err
     # A member that trained on the evaluated alphabets would leak them into the vote.
     leaky = tmp_path / "leaky"
     _train(data, cache, leaky, alphabet="Alphabet1")
@@ -194,13 +236,15 @@ def test_cli_ensemble_evaluates_records_and_refuses_leaks(alphabets, tmp_path, c
     assert err.count("\n") == 1 and "is a 5-way network, the evaluated run a 4-way" in err
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "two"])
-def test_cli_bad_finetunings_exit_2(value, alphabets, tmp_path, capsys):
+@pytest.mark.parametrize("flag, value", [("--finetunings", "0"), ("--finetunings", "-1"),
+                                         ("--finetunings", "two"), ("--query-views", "-1"),
+                                         ("--query-views", "1.5")])
+def test_cli_bad_counts_exit_2(flag, value, alphabets, tmp_path, capsys):
     data, cache = alphabets
     with pytest.raises(SystemExit) as refused:
-        _eval(data, cache, tmp_path / "absent", "--finetunings", value)
+        _eval(data, cache, tmp_path / "absent", flag, value)
     err = capsys.readouterr().err
-    assert refused.value.code == 2 and "--finetunings" in err and value in err
+    assert refused.value.code == 2 and err.count("\n") == 1 and flag in err and value in err
 
 
 def test_cli_warns_when_fine_tunings_would_repeat_one(alphabets, tmp_path, capsys):

@@ -377,7 +377,7 @@ def _run_eval(args, executor):
     model, config, learner, meta = open_for_evaluation(args.checkpoint, dataset.model,
                                                        overrides, classes=args.classes)
     learner, member_metas = open_ensemble(learner, config, args.ensemble, dataset.model,
-                                          overrides, args.finetunings)
+                                          overrides, args.finetunings, args.query_views)
     record = meta["extra"].get("data")
     changed = _reuse_split(args, record)
     progress = not args.no_progress

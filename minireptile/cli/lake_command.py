@@ -111,7 +111,7 @@ def _run(args, executor):
                  "transductive": args.transductive, "eval_augment": args.eval_augment}
     _, config, learner, _ = open_for_evaluation(args.checkpoint, omniglot_cnn, overrides)
     learner, _ = open_ensemble(learner, config, args.ensemble, omniglot_cnn, overrides,
-                               args.finetunings)
+                               args.finetunings, args.query_views)
     print(f"{len(runs)} runs; fine-tuning {config.eval_iters} steps of {config.eval_batch}, "
           f"{'transductive' if config.transductive else 'non-transductive'}"
           f"{', training images distorted at every step' if config.eval_augment else ''}"

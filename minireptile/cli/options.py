@@ -129,16 +129,23 @@ def add_ensemble_arguments(parser):
                              "probabilities; the fine-tunings differ by their mini-batch "
                              "order and, with --eval-augment, by their distortions "
                              "(default %(default)s)")
+    parser.add_argument("--query-views", type=non_negative_int, default=0, metavar="V",
+                        help="after each fine-tuning, also classify V copies of the queries "
+                             "distorted with the --eval-augment ranges (which it needs) and "
+                             "average their probabilities with the queries' own "
+                             "(default %(default)s)")
 
 
 def describe_ensemble(args):
     """``"; ensemble of …"`` for the evaluation's header line ("" for a single
     fine-tuning)."""
     networks = 1 + len(args.ensemble)
-    if networks == 1 and args.finetunings == 1:
+    if networks == 1 and args.finetunings == 1 and args.query_views == 0:
         return ""
+    views = (f" over the queries and {args.query_views} distorted cop"
+             f"{'ies' if args.query_views > 1 else 'y'}" if args.query_views else "")
     return (f"; ensemble of {networks} network{'s' * (networks > 1)} × {args.finetunings} "
-            f"fine-tuning{'s' * (args.finetunings > 1)}, query probabilities averaged")
+            f"fine-tuning{'s' * (args.finetunings > 1)}, query probabilities averaged{views}")
 
 
 def repeated_finetuning_warning(args, config, support_size):

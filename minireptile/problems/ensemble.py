@@ -6,10 +6,13 @@ possible ones) and, with distorted support images (``eval_augmentation``), the d
 it happened to draw. An :class:`Ensemble` fine-tunes every member network ``finetunings``
 times on the same support set, averages the predicted class probabilities (the softmax of
 each fine-tuned network's outputs) for each query, and predicts the most probable class.
+With ``query_views`` V > 0, each fine-tuned network also classifies V distorted copies of
+the queries (with the ``eval_augmentation`` ranges: test-time augmentation), and their
+probabilities join the average; the queries themselves are always classified as they are.
 
 Random streams: the task is drawn first from the task's stream, then every fine-tuning
-draws its mini-batches (and distortions) from the same stream in a fixed order, member by
-member and repetition by repetition. A task's result therefore depends only on its seed,
+draws its mini-batches (and distortions), then its query views, from the same stream in a
+fixed order, member by member and repetition by repetition. A task's result therefore depends only on its seed,
 not on where it runs, and an ensemble of one network fine-tuned once gives exactly that
 network's own evaluation.
 """
@@ -31,6 +34,9 @@ class Ensemble:
     finetunings : int
         Fine-tunings of each member per task (≥ 1). Repetitions differ by the mini-batch
         order they draw and, with ``eval_augmentation``, by their distortions.
+    query_views : int
+        Distorted copies of the queries each fine-tuned network classifies besides the
+        queries themselves (≥ 0; needs the members' ``eval_augmentation``).
 
     Examples
     --------
@@ -55,14 +61,19 @@ class Ensemble:
     True
     """
 
-    def __init__(self, learners, finetunings=1):
+    def __init__(self, learners, finetunings=1, query_views=0):
         learners = list(learners)
         if not learners:
             raise InputError("an ensemble needs at least one network")
-        if isinstance(finetunings, bool) or not isinstance(finetunings, (int, np.integer)) \
-                or finetunings < 1:
+        if not _is_count(finetunings, 1):
             raise InputError(f"finetunings={finetunings!r}: give a whole number ≥ 1 of "
                              "fine-tunings per network")
+        if not _is_count(query_views, 0):
+            raise InputError(f"query_views={query_views!r}: give a whole number ≥ 0 of "
+                             "distorted copies of the queries")
+        if query_views and learners[0].eval_augmentation is None:
+            raise InputError(f"query_views={query_views} needs distortion ranges: give the "
+                             "members an eval_augmentation")
         first = learners[0].model
         for i, learner in enumerate(learners[1:], start=1):
             model = learner.model
@@ -79,6 +90,7 @@ class Ensemble:
                     f"{learners[0].eval_augmentation}; an evaluation has one setting")
         self.learners = learners
         self.finetunings = int(finetunings)
+        self.query_views = int(query_views)
 
     @property
     def model(self):
@@ -109,7 +121,8 @@ class Ensemble:
 
     def probabilities(self, support, query_images, eval_batch, eval_iters, rng,
                       transductive=False):
-        """Mean over all fine-tunings of the softmax of the fine-tuned outputs.
+        """Mean over all fine-tunings (and query views) of the softmax of the fine-tuned
+        outputs.
 
         Returns
         -------
@@ -117,13 +130,23 @@ class Ensemble:
 
         Every member's Φ and optimiser state are left exactly as they were.
         """
-        total = None
+        total, count = 0.0, 0
         for learner in self.learners:
             for _ in range(self.finetunings):
-                p = softmax(learner.finetune_and_score(support, query_images, eval_batch,
-                                                       eval_iters, rng, transductive))
-                total = p if total is None else total + p
-        return total / (len(self.learners) * self.finetunings)
+                w = learner.finetune(support, eval_batch, eval_iters, rng)
+                for view in range(1 + self.query_views):
+                    images = (query_images if view == 0 else
+                              learner.eval_augmentation.apply(query_images, rng))
+                    total = total + softmax(learner.query_logits(w, support.images, images,
+                                                                 transductive))
+                    count += 1
+        return total / count
+
+
+def _is_count(value, least):
+    """True for an integer (not a bool) ≥ ``least``."""
+    return (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+            and value >= least)
 
 
 def softmax(logits):

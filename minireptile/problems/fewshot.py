@@ -237,18 +237,23 @@ class FewShotLearner:
 
     def finetune_and_score(self, support, query_images, eval_batch, eval_iters, rng,
                            transductive=False):
-        """Fine-tune a copy of Φ on ``support`` and return the network's outputs (logits) for
-        ``query_images``.
+        """Fine-tune a copy of Φ on ``support`` (:meth:`finetune`) and return the network's
+        outputs for ``query_images`` (:meth:`query_logits`), shape (n_query, num_classes)."""
+        w = self.finetune(support, eval_batch, eval_iters, rng)
+        return self.query_logits(w, support.images, query_images, transductive)
+
+    def finetune(self, support, eval_batch, eval_iters, rng):
+        """A copy of Φ fine-tuned on ``support`` for ``eval_iters`` mini-batches of
+        ``eval_batch``.
 
         Parameters
         ----------
         support : Task
             Images (n, *input_shape) and labels (n,).
-        query_images : ndarray, shape (n_query, *input_shape)
 
         Returns
         -------
-        ndarray, shape (n_query, num_classes)
+        ndarray, shape (size,)
 
         Φ and the optimiser state are left exactly as they were. With
         :attr:`eval_augmentation`, each mini-batch's images are distorted before its step.
@@ -267,7 +272,7 @@ class FewShotLearner:
             check_finite({"fine-tuned weights": w},
                          f"fine-tuning diverged: lower learning_rate="
                          f"{self.inner.learning_rate} or eval_iters={eval_iters}")
-            return self.query_logits(w, support.images, query_images, transductive)
+            return w
         finally:
             self.optimizer.load_state_dict(saved)
 

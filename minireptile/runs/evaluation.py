@@ -40,10 +40,13 @@ ESTIMATE_MIN_TASKS = 200
 def learner_fingerprint(learner):
     """SHA-256 of Φ and the inner optimiser's state: what fine-tuning starts from. For an
     :class:`~minireptile.problems.ensemble.Ensemble`, of its members' fingerprints, in
-    order, and its fine-tunings per member."""
+    order, its fine-tunings per member and its query views."""
     if isinstance(learner, Ensemble):
-        digest = hashlib.sha256(f"ensemble of {len(learner.learners)}, "
-                                f"{learner.finetunings} fine-tunings each".encode())
+        description = f"ensemble of {len(learner.learners)}, {learner.finetunings} " \
+                      "fine-tunings each"
+        if learner.query_views:  # absent from the keys made before query views existed
+            description += f", {learner.query_views} query views"
+        digest = hashlib.sha256(description.encode())
         for member in learner.learners:
             digest.update(learner_fingerprint(member).encode())
         return digest.hexdigest()

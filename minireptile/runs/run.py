@@ -250,10 +250,12 @@ def open_for_evaluation(checkpoint, build_model, overrides, classes=None):
     return model, config, restore_learner(model, arrays, meta, config), meta
 
 
-def open_ensemble(learner, config, member_checkpoints, build_model, overrides, finetunings=1):
-    """``learner`` joined by the networks of other runs and fine-tuned ``finetunings`` times
-    each: an :class:`~minireptile.problems.ensemble.Ensemble`, or ``learner`` itself when
-    there is one network fine-tuned once.
+def open_ensemble(learner, config, member_checkpoints, build_model, overrides, finetunings=1,
+                  query_views=0):
+    """``learner`` joined by the networks of other runs, fine-tuned ``finetunings`` times
+    each and classifying ``query_views`` distorted copies of the queries besides them: an
+    :class:`~minireptile.problems.ensemble.Ensemble`, or ``learner`` itself when there is one
+    network fine-tuned once and no query view.
 
     Parameters
     ----------
@@ -266,7 +268,7 @@ def open_ensemble(learner, config, member_checkpoints, build_model, overrides, f
         same ``overrides`` and keeps its own inner-loop settings otherwise.
     build_model, overrides
         As for :func:`open_for_evaluation`.
-    finetunings : int
+    finetunings, query_views : int
 
     Returns
     -------
@@ -283,6 +285,9 @@ def open_ensemble(learner, config, member_checkpoints, build_model, overrides, f
                              "member must classify the same number of classes")
         learners.append(member)
         metas.append(meta)
-    if len(learners) == 1 and finetunings == 1:
+    if len(learners) == 1 and finetunings == 1 and query_views == 0:
         return learner, metas
-    return Ensemble(learners, finetunings), metas
+    if query_views and not config.eval_augment:
+        raise InputError(f"query_views={query_views} distorts copies of the queries with the "
+                         "eval_augment ranges; add eval_augment=True")
+    return Ensemble(learners, finetunings, query_views), metas
