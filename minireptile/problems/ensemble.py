@@ -20,7 +20,7 @@ network's own evaluation.
 import numpy as np
 
 from ..errors import InputError
-from .tasks import sample_eval_task
+from .fewshot import score_new_task
 
 
 class Ensemble:
@@ -107,10 +107,8 @@ class Ensemble:
         """Number of correctly classified queries (0..num_classes) on one new task, as
         :meth:`FewShotLearner.evaluate <minireptile.problems.fewshot.FewShotLearner.evaluate>`
         with the ensemble's vote."""
-        task = sample_eval_task(classes, num_classes, num_shots, rng)
-        predictions = self.finetune_and_predict(task.support, task.query.images, eval_batch,
-                                                eval_iters, rng, transductive)
-        return int(np.sum(predictions == task.query.labels))
+        return score_new_task(self, classes, num_classes, num_shots, eval_batch, eval_iters,
+                              rng, transductive)
 
     def finetune_and_predict(self, support, query_images, eval_batch, eval_iters, rng,
                              transductive=False):

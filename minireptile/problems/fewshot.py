@@ -223,10 +223,8 @@ class FewShotLearner:
 
         The optimiser state and Φ are left exactly as they were.
         """
-        task = sample_eval_task(classes, num_classes, num_shots, rng)
-        predictions = self.finetune_and_predict(task.support, task.query.images, eval_batch,
-                                                eval_iters, rng, transductive)
-        return int(np.sum(predictions == task.query.labels))
+        return score_new_task(self, classes, num_classes, num_shots, eval_batch, eval_iters,
+                              rng, transductive)
 
     def finetune_and_predict(self, support, query_images, eval_batch, eval_iters, rng,
                              transductive=False):
@@ -351,6 +349,17 @@ def _adapt_task(learner, classes, settings, seed):
         # From the task's own stream, so the distortions do not depend on where it runs.
         task = learner.augmentation.augment_task(task, rng)
     return learner.adapt(learner.phi.copy(), task, rng)
+
+
+def score_new_task(predictor, classes, num_classes, num_shots, eval_batch, eval_iters, rng,
+                   transductive):
+    """Draw an evaluation task from ``rng``, let ``predictor`` (a FewShotLearner or an
+    Ensemble) fine-tune on its support set and classify its queries, and count the correct
+    ones (0..num_classes)."""
+    task = sample_eval_task(classes, num_classes, num_shots, rng)
+    predictions = predictor.finetune_and_predict(task.support, task.query.images, eval_batch,
+                                                 eval_iters, rng, transductive)
+    return int(np.sum(predictions == task.query.labels))
 
 
 def evaluate_task(learner, classes, settings, seed):
