@@ -1,0 +1,122 @@
+"""How many networks, fine-tunings and query views should vote: one pass, every combination.
+
+    python benchmarks/search_votes.py --run oneshot_small1 [--run oneshot_small1_b] \
+        [--finetunings 4] [--query-views 8] [--eval-samples 400] [--workers 2] [--save FILE]
+
+Evaluates Omniglot runs as ``minireptile eval omniglot --split test --eval-augment`` does
+(each run's own data, split and settings; ``--eval-iters`` as given, default 150) and, on
+each task, keeps the class probabilities of every fine-tuning of every network and of every
+query view (:class:`minireptile.Ensemble` with ``finetunings`` and ``query_views`` at their
+maximum, the runs in the order given). It then prints the accuracy of every smaller
+ensemble (the first n networks, the first K fine-tunings of each, the first V views of
+each fine-tuning), with its 95% interval and the paired difference against the first
+network fine-tuned once on clean queries, so one evaluation prices all the combinations.
+
+The tasks are those of ``eval omniglot`` with the first run's evaluation seed, so the full
+combination gives exactly what ``eval omniglot --checkpoint RUN1 --ensemble RUN2 ...
+--finetunings K --query-views V --eval-augment`` prints, and the first network fine-tuned
+once what ``--eval-augment`` alone prints. A smaller combination is the same kind of vote,
+but not the same draws as running it alone: its fine-tunings follow the views of the larger
+one in the task's random stream.
+"""
+
+import argparse
+import sys
+
+import numpy as np
+
+
+def votes(learners, classes, settings, seed):
+    """One task's probabilities, shape (networks, K, 1 + V, queries, classes), and its
+    query labels, drawn as :meth:`minireptile.Ensemble.probabilities` draws them."""
+    from minireptile.problems.ensemble import softmax
+    from minireptile.problems.tasks import sample_eval_task
+
+    num_classes, num_shots, eval_batch, eval_iters, transductive, finetunings, views = settings
+    rng = np.random.default_rng(seed)
+    task = sample_eval_task(classes, num_classes, num_shots, rng)
+    out = np.empty((len(learners), finetunings, 1 + views, len(task.query.labels),
+                    num_classes))
+    for m, learner in enumerate(learners):
+        for k in range(finetunings):
+            w = learner.finetune(task.support, eval_batch, eval_iters, rng)
+            for v in range(1 + views):
+                images = (task.query.images if v == 0 else
+                          learner.eval_augmentation.apply(task.query.images, rng))
+                out[m, k, v] = softmax(learner.query_logits(w, task.support.images, images,
+                                                            transductive))
+    return out, task.query.labels
+
+
+def interval(x):
+    return 1.96 * x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else float("nan")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", action="append", required=True,
+                        help="a run folder (repeat: the networks vote in this order)")
+    parser.add_argument("--finetunings", type=int, default=4)
+    parser.add_argument("--query-views", type=int, default=8)
+    parser.add_argument("--eval-iters", type=int, default=150)
+    parser.add_argument("--eval-samples", type=int, default=400)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--save", metavar="FILE", help="write the probabilities (.npz)")
+    args = parser.parse_args(argv)
+
+    from minireptile.data.alphabets import as_within_alphabet
+    from minireptile.data.omniglot import omniglot_splits
+    from minireptile.models.cnn import omniglot_cnn
+    from minireptile.parallel import make_executor
+    from minireptile.parallel.executor import task_seeds
+    from minireptile.runs.run import generators, open_for_evaluation
+
+    overrides = {"eval_augment": True, "eval_iters": args.eval_iters}
+    opened = [open_for_evaluation(run, omniglot_cnn, overrides) for run in args.run]
+    config, record = opened[0][1], opened[0][3]["extra"]["data"]
+    for run, (_, _, _, meta) in zip(args.run[1:], opened[1:]):
+        trained = set(meta["extra"]["data"]["train_classes"])
+        if trained != set(record["train_classes"]):
+            sys.exit(f"search_votes: {run} trained on other classes than {args.run[0]}")
+    _, test = omniglot_splits(record["sources"], generators(config.seed)[2],
+                              train_alphabets=record["train_alphabet"], progress=False)
+    if config.within_alphabet:
+        test = as_within_alphabet(test, config.classes, "test", print)
+    learners = [learner for _, _, learner, _ in opened]
+    settings = (config.classes, config.shots, config.eval_batch, config.eval_iters,
+                config.transductive, args.finetunings, args.query_views)
+    seeds = task_seeds(generators(config.seed + 1)[1], args.eval_samples)
+    with make_executor(args.workers) as executor:
+        results = list(executor.imap(votes, seeds, learners, executor.share(test), settings))
+    probabilities = np.stack([p for p, _ in results])  # (tasks, nets, K, 1 + V, q, classes)
+    labels = np.stack([y for _, y in results])
+    if args.save:
+        np.savez_compressed(args.save, probabilities=probabilities, labels=labels)
+
+    def accuracy(nets, k, v):
+        mean = probabilities[:, :nets, :k, :v + 1].mean(axis=(1, 2, 3))
+        return (mean.argmax(-1) == labels).mean(axis=1)
+
+    base = accuracy(1, 1, 0)
+    print(f"{args.eval_samples} tasks, {config.classes}-way {config.shots}-shot"
+          f"{' within one alphabet' if config.within_alphabet else ''}, "
+          f"{config.eval_iters} fine-tuning steps with --eval-augment; paired against the "
+          "first network fine-tuned once on clean queries")
+    for m, run in enumerate(args.run):
+        alone = (probabilities[:, m, 0, 0].argmax(-1) == labels).mean(axis=1)
+        print(f"network {m + 1} alone ({run}): {100 * alone.mean():.1f} ± "
+              f"{100 * interval(alone):.1f}%")
+    print("networks  fine-tunings  query views   accuracy        paired difference")
+    for nets in range(1, len(args.run) + 1):
+        for k in sorted({k for k in (1, 2, args.finetunings) if k <= args.finetunings}):
+            for v in sorted({0, args.query_views // 2, args.query_views}):
+                acc = accuracy(nets, k, v)
+                diff = acc - base
+                print(f"{nets:>8}  {k:>12}  {v:>11}   {100 * acc.mean():5.1f} ± "
+                      f"{100 * interval(acc):.1f}%   {100 * diff.mean():+5.1f} ± "
+                      f"{100 * interval(diff):.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
