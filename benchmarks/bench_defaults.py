@@ -39,6 +39,7 @@ else from random binary images. The PyTorch side is skipped when torch is not in
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -404,7 +405,7 @@ def main():
                         configuration, "eval", "omniglot", *data_flags, "--num-train", "200",
                         "--checkpoint", run, "--split", "test", "--eval-samples",
                         str(args.eval_tasks), "--workers", str(workers), *cache), tmp)
-                    os.remove(os.path.join(run, "evaluation.npz"))
+                    shutil.rmtree(os.path.join(run, "evaluations"))
                     rates[workers] = args.eval_tasks / seconds
                     print(f"eval          {configuration:<8} {workers} worker(s): "
                           f"{rates[workers]:.2f} tasks/s", flush=True)
@@ -420,7 +421,7 @@ def main():
                     "default", "eval", "omniglot", *data_flags, "--num-train", "200",
                     "--checkpoint", run, "--split", "test", "--eval-samples", "200",
                     "--workers", str(workers), *cache), tmp, environment("default"))
-                os.remove(os.path.join(run, "evaluation.npz"))
+                shutil.rmtree(os.path.join(run, "evaluations"))
             table.append(dict(workload="memory", peaks=peaks))
             print(f"memory        peak PSS of eval and its workers: 1 worker {peaks[1]:.0f} MiB, "
                   f"2 workers {peaks[2]:.0f} MiB ({peaks[2] / peaks[1]:.2f}x)", flush=True)

@@ -2,6 +2,8 @@
 probability; one network fine-tuned once is the learner itself; the streams, the record and
 the command line."""
 
+import shutil
+
 import numpy as np
 import pytest
 from conftest import write_synthetic_omniglot
@@ -196,7 +198,7 @@ def test_cli_ensemble_evaluates_records_and_refuses_leaks(alphabets, tmp_path, c
     assert "ensemble" not in alone
     votes = []
     for workers in ("1", "2"):
-        (first / "evaluation.npz").unlink()
+        shutil.rmtree(first / "evaluations", ignore_errors=True)
         assert _eval(data, cache, first, "--ensemble", str(second), "--finetunings", "2",
                      "--workers", workers) == 0
         out = capsys.readouterr().out

@@ -661,6 +661,51 @@ def test_an_evaluation_record_never_answers_for_another_split(tmp_path):
     np.testing.assert_array_equal(got[2], expected[2])
 
 
+def test_scoring_a_run_another_way_keeps_the_first_record(tmp_path):
+    import shutil
+
+    from minireptile.runs import evaluation
+
+    model = tiny_model()
+    classes = vector_classes()
+    learner = FewShotLearner(model, model.init_params(np.random.default_rng(0)),
+                             InnerConfig(batch=3, iters=2, learning_rate=0.05))
+    lines = []
+
+    def evaluate(eval_iters, record_dir):
+        lines.clear()
+        return evaluation.evaluate_splits(learner, {"test": classes}, ["test"],
+                                          (3, 1, 3, eval_iters, False), 30,
+                                          np.random.default_rng(5), record_dir=record_dir,
+                                          log=lines.append)["test"][2]
+
+    run = tmp_path / "run"
+    run.mkdir()
+    few_steps, more_steps = evaluate(1, run), evaluate(10, run)
+    assert not np.array_equal(few_steps, more_steps) and lines == []
+    assert len(list((run / evaluation.RECORD_FOLDER).glob("[!.]*.npz"))) == 2
+    # Each answers its own evaluation again at once, the other's record notwithstanding.
+    np.testing.assert_array_equal(evaluate(1, run), few_steps)
+    assert lines == [f"resuming the evaluation recorded in "
+                     f"{evaluation.record_path(run, _recorded_key(run, 0))}: 30 of 30 tasks done"]
+    # A record kept where a run held its single record before still answers.
+    old = tmp_path / "old"
+    old.mkdir()
+    shutil.move(str(evaluation.record_path(run, _recorded_key(run, 1))),
+                old / evaluation.LEGACY_RECORD_FILE)
+    np.testing.assert_array_equal(evaluate(10, old), more_steps)
+    assert lines == [f"resuming the evaluation recorded in "
+                     f"{old / evaluation.LEGACY_RECORD_FILE}: 30 of 30 tasks done"]
+
+
+def _recorded_key(run, index):
+    """The key of the ``index``-th record (by number of fine-tuning steps) in a run folder."""
+    from minireptile.npzfile import load_npz
+
+    keys = [load_npz(path)[1]["key"] for path in (run / "evaluations").glob("*.npz")]
+    return sorted(keys, key=lambda key: key["settings"][3])[index]
+
+
 def test_workers_end_when_their_parent_is_killed(tmp_path):
     import signal
     import subprocess

@@ -314,14 +314,15 @@ def test_interrupted_final_evaluation_resumes_with_the_same_result(tmp_path, syn
 
     from minireptile.runs import evaluation
 
-    record = tmp_path / "copy" / evaluation.RECORD_FILE
+    records = tmp_path / "copy" / evaluation.RECORD_FOLDER
     proc = evaluate(tmp_path / "copy", popen=True)
     deadline, done = time.time() + 300, 0
     while time.time() < deadline and proc.poll() is None:
         try:
+            (record,) = records.glob("[!.]*.npz")  # not a temporary file being written
             arrays, _ = load_npz(record)
             done = sum(int(np.sum(a >= 0)) for a in arrays.values())
-        except (InputError, OSError):
+        except (InputError, OSError, ValueError):  # ValueError: no record file yet
             done = 0
         if done > 0:
             break

@@ -1,14 +1,17 @@
 """The final evaluation of a run: thousands of new tasks per split, resumable.
 
 The reference evaluates 10,000 tasks per split, which takes hours on a CPU. The progress is
-kept in the run folder, in ``evaluation.npz``: the number of correct queries of every task
-done so far, with a description of what they were computed from (a hash of the learner's
-parameters and optimiser state, a hash of each split's classes and images, the evaluation
-settings, the seed). It is rewritten atomically every few seconds (or tasks), so an
-evaluation interrupted at any point continues where it stopped, and ends with exactly the
-numbers of an uninterrupted one: task ``i`` of a split always draws from the same stream
+kept in the run folder, in a record of its own per evaluation (``evaluations/<key>.npz``):
+the number of correct queries of every task done so far, with a description of what they
+were computed from (a hash of the learner's parameters and optimiser state, a hash of each
+split's classes and images, the evaluation settings, the seed), whose hash names the file.
+It is rewritten atomically every few seconds (or tasks), so an evaluation interrupted at any
+point continues where it stopped, and ends with exactly the numbers of an uninterrupted one:
+task ``i`` of a split always draws from the same stream
 (:func:`~minireptile.parallel.executor.task_seeds`), wherever and whenever it runs. A finished
-record answers the same evaluation again at once, and only the same one.
+record answers the same evaluation again at once, and only the same one; scoring the run
+another way starts a record beside it and never replaces it. A record in ``evaluation.npz``
+(where one evaluation at a time was kept before) still answers its own evaluation.
 """
 
 import hashlib
@@ -27,7 +30,9 @@ from ..problems.ensemble import Ensemble
 from ..problems.fewshot import evaluate_task
 from ..stats import mean_and_interval
 
-RECORD_FILE = "evaluation.npz"
+RECORD_FOLDER = "evaluations"
+# Where a run kept its one evaluation record before each evaluation had its own; read only.
+LEGACY_RECORD_FILE = "evaluation.npz"
 # The record is rewritten after this many seconds or tasks, whichever comes first.
 SAVE_EVERY_SECONDS = 5.0
 SAVE_EVERY_TASKS = 64
@@ -84,7 +89,8 @@ def evaluate_splits(learner, splits, names, settings, num_samples, rng, executor
     rng : numpy.random.Generator
     executor : SerialExecutor or ProcessExecutor, optional
     record_dir : str, optional
-        Folder for ``evaluation.npz`` (the run folder). Without it nothing is recorded.
+        The run folder, whose ``evaluations/`` holds the record (:func:`record_path`).
+        Without it nothing is recorded.
 
     Returns
     -------
@@ -103,11 +109,14 @@ def evaluate_splits(learner, splits, names, settings, num_samples, rng, executor
     # Fine-tuning on distorted support images is another evaluation (absent from older keys).
     if learner.eval_augmentation is not None:
         key["eval_augmentation"] = asdict(learner.eval_augmentation)
-    path = os.path.join(record_dir, RECORD_FILE) if record_dir is not None else None
-    record = _read_record(path, key)
+    path = record_path(record_dir, key) if record_dir is not None else None
+    record, found_in = _read_record(path, key), path
+    if not record and record_dir is not None:
+        legacy = os.path.join(record_dir, LEGACY_RECORD_FILE)
+        record, found_in = _read_record(legacy, key), legacy
     done_before = sum(int(np.sum(c >= 0)) for c in record.values())
     if done_before:
-        log(f"resuming the evaluation recorded in {path}: {done_before} of "
+        log(f"resuming the evaluation recorded in {found_in}: {done_before} of "
             f"{num_samples * len(names)} tasks done")
     total_todo = num_samples * len(names) - done_before
     started, saved, finished_now, unsaved = time.perf_counter(), time.perf_counter(), 0, 0
@@ -151,6 +160,14 @@ def evaluate_splits(learner, splits, names, settings, num_samples, rng, executor
     return results
 
 
+def record_path(record_dir, key):
+    """The file that keeps the record of the evaluation described by ``key`` (a JSON-able
+    dict) in the run folder ``record_dir``: ``evaluations/`` and 16 hex digits of the key's
+    SHA-256."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    return os.path.join(record_dir, RECORD_FOLDER, f"{digest[:16]}.npz")
+
+
 def _copy(rng):
     """A generator in ``rng``'s state, to peek at its next draws without advancing it."""
     twin = np.random.Generator(type(rng.bit_generator)())
@@ -183,5 +200,6 @@ def _read_record(path, key):
 
 
 def _write_record(path, key, record):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     save_npz_atomic(path, {f"correct.{name}": value for name, value in record.items()},
                     {"kind": "minireptile-evaluation", "key": key})

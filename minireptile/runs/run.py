@@ -6,7 +6,7 @@ A run lives in one folder (the reference's ``--checkpoint``)::
                             and the configuration; rewritten atomically every
                             ``checkpoint_interval`` iterations and at the end
     <dir>/metrics.jsonl     one JSON object per evaluation (iteration, accuracies, loss, time)
-    <dir>/evaluation.npz    the final evaluation's progress (:mod:`.evaluation`)
+    <dir>/evaluations/      one record per final evaluation: its progress (:mod:`.evaluation`)
 
 Killing the process at any moment loses at most the iterations since the last checkpoint;
 :func:`~minireptile.runs.training.train` with ``resume=True`` reloads it (:meth:`Run.load`,
