@@ -113,6 +113,19 @@ def test_command_scores_runs_with_an_ensemble(all_runs_dir, tmp_path, capsys):
     assert "is a 5-way network, the evaluated run a 20-way" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag, value", [("--augment-rotation", "180"),
+                                         ("--augment-scale", "-0.1"), ("--eval-iters", "0")])
+def test_command_refuses_settings_out_of_range(flag, value, all_runs_dir, tmp_path, capsys):
+    save_checkpoint(tmp_path / "run", 20)
+    try:  # refused when parsing or when the run's settings are laid over
+        code = main(["eval", "lake", "--runs", str(all_runs_dir), "--checkpoint",
+                     str(tmp_path / "run"), "--eval-augment", flag, value])
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and flag in err and value in err
+
+
 def _errors(out):
     return [line for line in out.splitlines() if ": error" in line]
 

@@ -3,16 +3,20 @@
 import argparse
 
 from ..errors import InputError
+from ..runs.config import TrainConfig
+from .fewshot_commands import AFFINE_RANGES
 from .options import (
     add_ensemble_arguments,
     add_parallel_arguments,
+    add_setting_options,
     describe_ensemble,
     non_negative_int,
-    positive_int,
     repeated_finetuning_warning,
 )
 
 NUM_RUNS = 20  # Lake's runs, each 20-way with one test image per class
+# The evaluation settings a command line may change from the run's.
+LAKE_OVERRIDES = ("eval_batch", "eval_iters", "transductive", "eval_augment") + AFFINE_RANGES
 
 
 def register_eval(sub):
@@ -25,15 +29,8 @@ def register_eval(sub):
                    help="all_runs.zip or the folder holding run01 … run20")
     p.add_argument("--checkpoint", required=True, metavar="DIR_OR_FILE",
                    help="a training run folder or its checkpoint.npz")
-    p.add_argument("--eval-batch", type=positive_int, default=None,
-                   help="fine-tuning mini-batch (default: the checkpoint's)")
-    p.add_argument("--eval-iters", type=positive_int, default=None,
-                   help="fine-tuning steps (default: the checkpoint's)")
-    p.add_argument("--transductive", action="store_true", default=None,
-                   help="classify the 20 test images in one batch")
-    p.add_argument("--eval-augment", action="store_true", default=None,
-                   help="distort the training images afresh at every fine-tuning step with "
-                        "the run's augmentation ranges (the test images never)")
+    # The run's settings unless given (None: keep the checkpoint's).
+    add_setting_options(p, TrainConfig, LAKE_OVERRIDES, defaults=False)
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of the fine-tuning mini-batches and distortions (default 0)")
     p.add_argument("--runs-subset", type=runs_subset, metavar="LIST",
@@ -107,8 +104,7 @@ def _run(args, executor):
     from ..stats import format_interval
 
     runs = select_runs(load_lake_runs(args.runs), args.runs_subset, args.runs)
-    overrides = {"eval_batch": args.eval_batch, "eval_iters": args.eval_iters,
-                 "transductive": args.transductive, "eval_augment": args.eval_augment}
+    overrides = {name: getattr(args, name) for name in LAKE_OVERRIDES}
     _, config, learner, _ = open_for_evaluation(args.checkpoint, omniglot_cnn, overrides)
     learner, _ = open_ensemble(learner, config, args.ensemble, omniglot_cnn, overrides,
                                args.finetunings, args.query_views)
