@@ -143,12 +143,13 @@ def test_bad_ensembles_are_refused_with_what_would_do():
     with pytest.raises(InputError, match="at least one network"):
         Ensemble([])
     for bad in (-1, 0.5, True):
-        with pytest.raises(InputError, match=f"query_views={bad!r}"):
+        with pytest.raises(InputError, match=f"query_views must be .*, got {bad!r}"):
             Ensemble([a], 1, bad)
     with pytest.raises(InputError, match="query_views=2 needs distortion ranges"):
         Ensemble([a], 1, 2)
     for bad in (0, -1, 1.5, True):
-        with pytest.raises(InputError, match=f"finetunings={bad!r}"):
+        with pytest.raises(InputError, match=f"finetunings must be a positive integer, got "
+                                             f"{bad!r}"):
             Ensemble([a], bad)
     (five_way,) = learners(1, ways=5)
     with pytest.raises(InputError, match="member 1 maps .* the same images and number of"):

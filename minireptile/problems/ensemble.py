@@ -12,14 +12,14 @@ probabilities join the average; the queries themselves are always classified as 
 
 Random streams: the task is drawn first from the task's stream, then every fine-tuning
 draws its mini-batches (and distortions), then its query views, from the same stream in a
-fixed order, member by member and repetition by repetition. A task's result therefore depends only on its seed,
-not on where it runs, and an ensemble of one network fine-tuned once gives exactly that
-network's own evaluation.
+fixed order, member by member and repetition by repetition. A task's result therefore
+depends only on its seed, not on where it runs, and an ensemble of one network fine-tuned
+once gives exactly that network's own evaluation.
 """
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, check_positive_int
 from .fewshot import score_new_task
 
 
@@ -65,12 +65,11 @@ class Ensemble:
         learners = list(learners)
         if not learners:
             raise InputError("an ensemble needs at least one network")
-        if not _is_count(finetunings, 1):
-            raise InputError(f"finetunings={finetunings!r}: give a whole number ≥ 1 of "
-                             "fine-tunings per network")
-        if not _is_count(query_views, 0):
-            raise InputError(f"query_views={query_views!r}: give a whole number ≥ 0 of "
-                             "distorted copies of the queries")
+        check_positive_int("finetunings", finetunings)
+        if isinstance(query_views, bool) or not isinstance(query_views, (int, np.integer)) \
+                or query_views < 0:
+            raise InputError(f"query_views must be a whole number ≥ 0 (distorted copies of "
+                             f"the queries), got {query_views!r}")
         if query_views and learners[0].eval_augmentation is None:
             raise InputError(f"query_views={query_views} needs distortion ranges: give the "
                              "members an eval_augmentation")
@@ -139,12 +138,6 @@ class Ensemble:
                                                                  transductive))
                     count += 1
         return total / count
-
-
-def _is_count(value, least):
-    """True for an integer (not a bool) ≥ ``least``."""
-    return (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-            and value >= least)
 
 
 def softmax(logits):
