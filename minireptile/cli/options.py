@@ -117,8 +117,8 @@ def add_parallel_arguments(parser, workers=True):
 
 
 def add_ensemble_arguments(parser):
-    """``--ensemble`` and ``--finetunings``: evaluation by several fine-tunings that vote
-    (:class:`~minireptile.problems.ensemble.Ensemble`)."""
+    """``--ensemble``, ``--finetunings`` and ``--query-views``: evaluation by several
+    fine-tunings that vote (:class:`~minireptile.problems.ensemble.Ensemble`)."""
     parser.add_argument("--ensemble", action="append", default=[], metavar="DIR_OR_FILE",
                         help="another run whose network also fine-tunes on every task; the "
                              "query probabilities of all networks are averaged (repeat for "
