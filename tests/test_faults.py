@@ -740,3 +740,42 @@ def test_workers_end_when_their_parent_is_killed(tmp_path):
     for pid in lingering:
         os.kill(pid, signal.SIGKILL)
     assert not lingering, "workers outlived their parent"
+
+
+def test_workers_still_starting_end_when_their_parent_is_killed(tmp_path):
+    """A parent killed while its workers are still starting: each worker must watch the
+    parent that forked it, not whichever process has adopted it by the time it looks."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import time\n"
+        "import minireptile.parallel.executor as executor\n"
+        "executor.set_threads = lambda threads: time.sleep(3)  # a slow start\n"
+        "pool = executor.ProcessExecutor(2)._ensure_pool()\n"
+        "pool.submit(time.sleep, 0)\n"
+        "print(' '.join(str(p) for p in pool._processes), flush=True)\n"
+        "time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              cwd=tmp_path)
+    workers = [int(p) for p in parent.stdout.readline().split()]
+    assert len(workers) == 2
+    parent.send_signal(signal.SIGKILL)  # while the workers are in their 3-second start
+    parent.wait(timeout=30)
+
+    def alive(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split()[2] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.time() + 20
+    while any(alive(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    lingering = [pid for pid in workers if alive(pid)]
+    for pid in lingering:
+        os.kill(pid, signal.SIGKILL)
+    assert not lingering, "workers outlived their parent"

@@ -95,14 +95,17 @@ def _run_chunk(head, items):
     return [work(*args, item) for item in items]
 
 
-def _start_worker(threads):
+def _start_worker(threads, parent):
+    # A parent killed outright (SIGKILL) cannot shut its pool down, and a forked worker holds
+    # its own copy of the task pipe, so it would wait for work forever: leave with the parent.
+    # ``parent`` is the pid the parent gave, not os.getppid() read here: a parent killed while
+    # this worker was still starting would otherwise be replaced by its reaper as the parent
+    # to watch, and the worker would wait forever.
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     # Ctrl-C goes to the whole process group; the parent decides what stops, and shuts the
     # pool down itself, so a worker must not die half-way through a chunk on its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     set_threads(threads)
-    # A parent killed outright (SIGKILL) cannot shut its pool down, and a forked worker holds
-    # its own copy of the task pipe, so it would wait for work forever: leave with the parent.
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
 
 def _exit_with_parent(parent, poll_seconds=1.0):
@@ -221,7 +224,7 @@ class ProcessExecutor(SerialExecutor):
 
         self._pool = ProcessPoolExecutor(
             self.workers, mp_context=multiprocessing.get_context("fork"),
-            initializer=_start_worker, initargs=(self.threads,))
+            initializer=_start_worker, initargs=(self.threads, os.getpid()))
         self._pool_version = _registry_version
         return self._pool
 
