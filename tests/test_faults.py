@@ -710,7 +710,6 @@ def test_workers_end_when_their_parent_is_killed(tmp_path):
     import signal
     import subprocess
     import sys
-    import time
 
     script = (
         "import os, sys, time\n"
@@ -725,21 +724,7 @@ def test_workers_end_when_their_parent_is_killed(tmp_path):
     assert len(workers) == 2
     parent.send_signal(signal.SIGTERM)
     parent.wait(timeout=30)
-
-    def alive(pid):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                return f.read().split()[2] != "Z"
-        except FileNotFoundError:
-            return False
-
-    deadline = time.time() + 20
-    while any(alive(pid) for pid in workers) and time.time() < deadline:
-        time.sleep(0.1)
-    lingering = [pid for pid in workers if alive(pid)]
-    for pid in lingering:
-        os.kill(pid, signal.SIGKILL)
-    assert not lingering, "workers outlived their parent"
+    assert not _lingering(workers), "workers outlived their parent"
 
 
 def test_workers_still_starting_end_when_their_parent_is_killed(tmp_path):
@@ -748,7 +733,6 @@ def test_workers_still_starting_end_when_their_parent_is_killed(tmp_path):
     import signal
     import subprocess
     import sys
-    import time
 
     script = (
         "import time\n"
@@ -764,6 +748,14 @@ def test_workers_still_starting_end_when_their_parent_is_killed(tmp_path):
     assert len(workers) == 2
     parent.send_signal(signal.SIGKILL)  # while the workers are in their 3-second start
     parent.wait(timeout=30)
+    assert not _lingering(workers), "workers outlived their parent"
+
+
+def _lingering(pids, seconds=20):
+    """The processes among ``pids`` still alive after ``seconds`` (killed before returning,
+    so a failing test leaves none behind)."""
+    import signal
+    import time
 
     def alive(pid):
         try:
@@ -772,10 +764,10 @@ def test_workers_still_starting_end_when_their_parent_is_killed(tmp_path):
         except FileNotFoundError:
             return False
 
-    deadline = time.time() + 20
-    while any(alive(pid) for pid in workers) and time.time() < deadline:
+    deadline = time.time() + seconds
+    while any(alive(pid) for pid in pids) and time.time() < deadline:
         time.sleep(0.1)
-    lingering = [pid for pid in workers if alive(pid)]
+    lingering = [pid for pid in pids if alive(pid)]
     for pid in lingering:
         os.kill(pid, signal.SIGKILL)
-    assert not lingering, "workers outlived their parent"
+    return lingering
