@@ -26,26 +26,16 @@ import sys
 import numpy as np
 
 
-def votes(learners, classes, settings, seed):
-    """One task's probabilities, shape (networks, K, 1 + V, queries, classes), and its
-    query labels, drawn as :meth:`minireptile.Ensemble.probabilities` draws them."""
-    from minireptile.problems.ensemble import softmax
+def votes(ensemble, classes, settings, seed):
+    """One task's probabilities, shape (networks, K, 1 + V, queries, classes)
+    (:meth:`minireptile.Ensemble.votes`), and its query labels."""
     from minireptile.problems.tasks import sample_eval_task
 
-    num_classes, num_shots, eval_batch, eval_iters, transductive, finetunings, views = settings
+    num_classes, num_shots, eval_batch, eval_iters, transductive = settings
     rng = np.random.default_rng(seed)
     task = sample_eval_task(classes, num_classes, num_shots, rng)
-    out = np.empty((len(learners), finetunings, 1 + views, len(task.query.labels),
-                    num_classes))
-    for m, learner in enumerate(learners):
-        for k in range(finetunings):
-            w = learner.finetune(task.support, eval_batch, eval_iters, rng)
-            for v in range(1 + views):
-                images = (task.query.images if v == 0 else
-                          learner.eval_augmentation.apply(task.query.images, rng))
-                out[m, k, v] = softmax(learner.query_logits(w, task.support.images, images,
-                                                            transductive))
-    return out, task.query.labels
+    return (ensemble.votes(task.support, task.query.images, eval_batch, eval_iters, rng,
+                           transductive), task.query.labels)
 
 
 def interval(x):
@@ -69,6 +59,7 @@ def main(argv=None):
     from minireptile.models.cnn import omniglot_cnn
     from minireptile.parallel import make_executor
     from minireptile.parallel.executor import task_seeds
+    from minireptile.problems.ensemble import Ensemble
     from minireptile.runs.run import generators, open_for_evaluation
 
     overrides = {"eval_augment": True, "eval_iters": args.eval_iters}
@@ -82,12 +73,13 @@ def main(argv=None):
                               train_alphabets=record["train_alphabet"], progress=False)
     if config.within_alphabet:
         test = as_within_alphabet(test, config.classes, "test", print)
-    learners = [learner for _, _, learner, _ in opened]
+    ensemble = Ensemble([learner for _, _, learner, _ in opened], args.finetunings,
+                        args.query_views)
     settings = (config.classes, config.shots, config.eval_batch, config.eval_iters,
-                config.transductive, args.finetunings, args.query_views)
+                config.transductive)
     seeds = task_seeds(generators(config.seed + 1)[1], args.eval_samples)
     with make_executor(args.workers) as executor:
-        results = list(executor.imap(votes, seeds, learners, executor.share(test), settings))
+        results = list(executor.imap(votes, seeds, ensemble, executor.share(test), settings))
     probabilities = np.stack([p for p, _ in results])  # (tasks, nets, K, 1 + V, q, classes)
     labels = np.stack([y for _, y in results])
     if args.save:

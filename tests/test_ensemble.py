@@ -65,8 +65,9 @@ def test_probabilities_average_every_fine_tuning_in_stream_order():
         task.support, task.query.images, 3, 4, np.random.default_rng(9), transductive=True)
     # By hand: member 0's three fine-tunings, then member 1's, all from one stream.
     rng = np.random.default_rng(9)
-    each = [scipy_softmax(member.finetune_and_score(task.support, task.query.images, 3, 4, rng,
-                                                    True).astype(np.float64), axis=1)
+    each = [scipy_softmax(member.query_logits(member.finetune(task.support, 3, 4, rng),
+                                              task.support.images, task.query.images,
+                                              True).astype(np.float64), axis=1)
             for member in members for _ in range(3)]
     np.testing.assert_allclose(got, np.mean(each, axis=0), rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(got.sum(axis=1), 1.0)

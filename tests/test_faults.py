@@ -708,22 +708,14 @@ def _recorded_key(run, index):
 
 def test_workers_end_when_their_parent_is_killed(tmp_path):
     import signal
-    import subprocess
-    import sys
 
-    script = (
+    workers = _workers_of_a_killed_parent(
         "import os, sys, time\n"
         "from minireptile.parallel.executor import ProcessExecutor\n"
         "executor = ProcessExecutor(2)\n"
         "executor.map(time.sleep, [0.0, 0.0])\n"
         "print(' '.join(str(p) for p in executor._pool._processes), flush=True)\n"
-        "time.sleep(600)\n")
-    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                              cwd=tmp_path)
-    workers = [int(p) for p in parent.stdout.readline().split()]
-    assert len(workers) == 2
-    parent.send_signal(signal.SIGTERM)
-    parent.wait(timeout=30)
+        "time.sleep(600)\n", signal.SIGTERM, tmp_path)
     assert not _lingering(workers), "workers outlived their parent"
 
 
@@ -731,24 +723,32 @@ def test_workers_still_starting_end_when_their_parent_is_killed(tmp_path):
     """A parent killed while its workers are still starting: each worker must watch the
     parent that forked it, not whichever process has adopted it by the time it looks."""
     import signal
-    import subprocess
-    import sys
 
-    script = (
+    workers = _workers_of_a_killed_parent(
         "import time\n"
         "import minireptile.parallel.executor as executor\n"
         "executor.set_threads = lambda threads: time.sleep(3)  # a slow start\n"
         "pool = executor.ProcessExecutor(2)._ensure_pool()\n"
         "pool.submit(time.sleep, 0)\n"
         "print(' '.join(str(p) for p in pool._processes), flush=True)\n"
-        "time.sleep(600)\n")
+        "time.sleep(600)\n",
+        signal.SIGKILL, tmp_path)  # while the workers are in their 3-second start
+    assert not _lingering(workers), "workers outlived their parent"
+
+
+def _workers_of_a_killed_parent(script, signal_number, folder):
+    """Run ``script`` (which prints its two workers' pids on one line, then waits), send it
+    ``signal_number`` once it has printed them, wait for it to end, and return the pids."""
+    import subprocess
+    import sys
+
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                              cwd=tmp_path)
+                              cwd=folder)
     workers = [int(p) for p in parent.stdout.readline().split()]
     assert len(workers) == 2
-    parent.send_signal(signal.SIGKILL)  # while the workers are in their 3-second start
+    parent.send_signal(signal_number)
     parent.wait(timeout=30)
-    assert not _lingering(workers), "workers outlived their parent"
+    return workers
 
 
 def _lingering(pids, seconds=20):

@@ -71,8 +71,9 @@ class Ensemble:
             raise InputError(f"query_views must be a whole number ≥ 0 (distorted copies of "
                              f"the queries), got {query_views!r}")
         if query_views and learners[0].eval_augmentation is None:
-            raise InputError(f"query_views={query_views} needs distortion ranges: give the "
-                             "members an eval_augmentation")
+            raise InputError(f"query_views={query_views} needs distortion ranges for its "
+                             "copies of the queries, and the members have no "
+                             "eval_augmentation: add eval_augment=True")
         first = learners[0].model
         for i, learner in enumerate(learners[1:], start=1):
             model = learner.model
@@ -119,25 +120,40 @@ class Ensemble:
     def probabilities(self, support, query_images, eval_batch, eval_iters, rng,
                       transductive=False):
         """Mean over all fine-tunings (and query views) of the softmax of the fine-tuned
-        outputs.
+        outputs: :meth:`votes` averaged, summed in their order.
 
         Returns
         -------
         ndarray, shape (n_query, num_classes), rows summing to 1
+        """
+        votes = self.votes(support, query_images, eval_batch, eval_iters, rng, transductive)
+        each = votes.reshape(-1, *votes.shape[-2:])
+        total = 0.0
+        for vote in each:
+            total = total + vote
+        return total / len(each)
+
+    def votes(self, support, query_images, eval_batch, eval_iters, rng, transductive=False):
+        """Every classification's probabilities: member by member, fine-tuning by
+        fine-tuning, the queries and then each of their views.
+
+        Returns
+        -------
+        ndarray, shape (members, finetunings, 1 + query_views, n_query, num_classes)
 
         Every member's Φ and optimiser state are left exactly as they were.
         """
-        total, count = 0.0, 0
-        for learner in self.learners:
-            for _ in range(self.finetunings):
+        out = np.empty((len(self.learners), self.finetunings, 1 + self.query_views,
+                        len(query_images), self.model.output_shape[0]))
+        for m, learner in enumerate(self.learners):
+            for k in range(self.finetunings):
                 w = learner.finetune(support, eval_batch, eval_iters, rng)
                 for view in range(1 + self.query_views):
                     images = (query_images if view == 0 else
                               learner.eval_augmentation.apply(query_images, rng))
-                    total = total + softmax(learner.query_logits(w, support.images, images,
-                                                                 transductive))
-                    count += 1
-        return total / count
+                    out[m, k, view] = softmax(learner.query_logits(w, support.images, images,
+                                                                   transductive))
+        return out
 
 
 def softmax(logits):

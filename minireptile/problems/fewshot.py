@@ -228,17 +228,10 @@ class FewShotLearner:
 
     def finetune_and_predict(self, support, query_images, eval_batch, eval_iters, rng,
                              transductive=False):
-        """Fine-tune a copy of Φ on ``support`` and predict the labels of ``query_images``:
-        the arg-max of :meth:`finetune_and_score`, shape (n_query,), int64."""
-        return np.argmax(self.finetune_and_score(support, query_images, eval_batch, eval_iters,
-                                                 rng, transductive), axis=1)
-
-    def finetune_and_score(self, support, query_images, eval_batch, eval_iters, rng,
-                           transductive=False):
-        """Fine-tune a copy of Φ on ``support`` (:meth:`finetune`) and return the network's
-        outputs for ``query_images`` (:meth:`query_logits`), shape (n_query, num_classes)."""
+        """Fine-tune a copy of Φ on ``support`` (:meth:`finetune`) and predict the labels of
+        ``query_images`` (:meth:`predict_queries`), shape (n_query,), int64."""
         w = self.finetune(support, eval_batch, eval_iters, rng)
-        return self.query_logits(w, support.images, query_images, transductive)
+        return self.predict_queries(w, support.images, query_images, transductive)
 
     def finetune(self, support, eval_batch, eval_iters, rng):
         """A copy of Φ fine-tuned on ``support`` for ``eval_iters`` mini-batches of

@@ -47,11 +47,9 @@ def learner_fingerprint(learner):
     :class:`~minireptile.problems.ensemble.Ensemble`, of its members' fingerprints, in
     order, its fine-tunings per member and its query views."""
     if isinstance(learner, Ensemble):
-        description = f"ensemble of {len(learner.learners)}, {learner.finetunings} " \
-                      "fine-tunings each"
-        if learner.query_views:  # absent from the keys made before query views existed
-            description += f", {learner.query_views} query views"
-        digest = hashlib.sha256(description.encode())
+        digest = hashlib.sha256(f"ensemble of {len(learner.learners)}, {learner.finetunings} "
+                                f"fine-tunings each, {learner.query_views} query views"
+                                .encode())
         for member in learner.learners:
             digest.update(learner_fingerprint(member).encode())
         return digest.hexdigest()

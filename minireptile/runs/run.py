@@ -287,7 +287,4 @@ def open_ensemble(learner, config, member_checkpoints, build_model, overrides, f
         metas.append(meta)
     if len(learners) == 1 and finetunings == 1 and query_views == 0:
         return learner, metas
-    if query_views and not config.eval_augment:
-        raise InputError(f"query_views={query_views} distorts copies of the queries with the "
-                         "eval_augment ranges; add eval_augment=True")
     return Ensemble(learners, finetunings, query_views), metas
