@@ -62,8 +62,9 @@ class FewShotDataset:
     ----------
     name : str
         Sub-command name (``minireptile train <name>``).
-    model : callable (classes) -> Model
-        The reference's network for this data set.
+    model : callable (classes, **options) -> Model
+        The reference's network for this data set; ``options`` are a run's
+        :meth:`~minireptile.runs.config.TrainConfig.network_options` (e.g. ``filters``).
     add_data_arguments : callable (parser, evaluating=False) -> None
         Adds ``--data`` and the data set's own options (optional when evaluating: the run
         remembers them).
@@ -100,7 +101,7 @@ REFERENCE_SETTINGS = ("classes", "shots", "inner_batch", "inner_iters", "replace
                       "transductive", "sgd")
 TRAINING_SETTINGS = ("train_shots", "meta_step", "meta_step_final", "meta_batch", "meta_iters",
                      "eval_interval", "foml", "foml_tail", "maml", "combination", "outer",
-                     "checkpoint_interval")
+                     "checkpoint_interval", "filters")
 AFFINE_RANGES = ("augment_rotation", "augment_shear", "augment_scale", "augment_translate")
 ONESHOT_SETTINGS = ("within_alphabet", "augment", "eval_augment") + AFFINE_RANGES
 
@@ -200,16 +201,16 @@ def _miniimagenet_splits(args, seed, progress):
                              progress=progress)
 
 
-def omniglot_cnn(classes):
+def omniglot_cnn(classes, **options):
     from ..models.cnn import omniglot_cnn
 
-    return omniglot_cnn(classes)
+    return omniglot_cnn(classes, **options)
 
 
-def miniimagenet_cnn(classes):
+def miniimagenet_cnn(classes, **options):
     from ..models.cnn import miniimagenet_cnn
 
-    return miniimagenet_cnn(classes)
+    return miniimagenet_cnn(classes, **options)
 
 
 OMNIGLOT = FewShotDataset(
@@ -283,6 +284,10 @@ def _run_train(args, executor):
             raise InputError(f"the run in {args.checkpoint!r} was trained with --seed "
                              f"{stored.seed}, which also chose its character split; pass "
                              f"--seed {stored.seed}")
+        if stored.filters != config.filters:
+            raise InputError(f"the run in {args.checkpoint!r} was trained with --filters "
+                             f"{stored.filters}, got --filters {config.filters}; pass "
+                             f"--filters {stored.filters}")
         record = meta["extra"].get("data")
         changed = _reuse_split(args, record)
         if changed:
@@ -295,7 +300,7 @@ def _run_train(args, executor):
     config.validate(splits["train"], splits["test"])
     data = _data_record(args, splits)
     print(dataset.describe(splits))
-    model = dataset.model(config.classes)
+    model = dataset.model(config.classes, **config.network_options())
     print(model.describe())
     splits = _task_splits(splits, config)
     if args.pretrained:

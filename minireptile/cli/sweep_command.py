@@ -175,7 +175,7 @@ def run_point(dataset_name, base, point):
     dataset = {d.name: d for d in DATASETS}[dataset_name]
     config = config_from_args(TrainConfig, args).validate()
     splits = _load_splits(dataset, args)
-    model = dataset.model(config.classes)
+    model = dataset.model(config.classes, **config.network_options())
     run = Run(directory)
     resumed_at = 0
     if run.exists():

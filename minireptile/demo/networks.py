@@ -81,8 +81,9 @@ def load_run(path):
     if not meta["model"].startswith("omniglot cnn 28x28") or classes < 2:
         raise InputError(f"checkpoint {path!r} holds a {meta['model']}; the demo needs an "
                          "Omniglot network (minireptile train omniglot) with 2 or more classes")
-    arrays, meta = check_checkpoint(path, arrays, meta, omniglot_cnn(classes))
     config = TrainConfig.from_dict(meta["config"])
+    arrays, meta = check_checkpoint(path, arrays, meta,
+                                    omniglot_cnn(classes, **config.network_options()))
     state = {}
     if not config.sgd and arrays.get("state.inner.v", np.zeros(0)).size:
         state = _adam_state(arrays["state.inner.v"], arrays["state.inner.t"])
@@ -99,7 +100,9 @@ def _predictor(config, phi, state, description):
                                    "learning_rate": fine_tuning.learning_rate,
                                    "steps": fine_tuning.iters,
                                    "batch": fine_tuning.batch}}
-    return Predictor(lambda: omniglot_cnn(classes), phi, state, fine_tuning, description)
+    options = config.network_options()
+    return Predictor(lambda: omniglot_cnn(classes, **options), phi, state, fine_tuning,
+                     description)
 
 
 def export_builtin(run_path, out_path, about):

@@ -34,6 +34,13 @@ def _check(num_classes, image_size, filters):
         check_positive_int(name, value)
 
 
+def _name(network, image_size, num_classes, filters, reference_filters):
+    """``"omniglot cnn 28x28 (20 classes)"``, naming the width when it is not the reference's
+    (so that a checkpoint of another width is told apart by its name)."""
+    width = f", {filters} filters" if filters != reference_filters else ""
+    return f"{network} {image_size}x{image_size} ({num_classes} classes{width})"
+
+
 def _with_head(layers, input_shape, num_classes):
     """Append Flatten and the dense output layer sized from the feature map's shape."""
     (features,) = Sequential(*layers, Flatten()).output_shape(input_shape)
@@ -80,7 +87,7 @@ def omniglot_cnn(num_classes, dtype=np.float32, image_size=28, filters=64):
     input_shape = (image_size, image_size)
     network = _with_head(layers, input_shape, num_classes)
     return Model(network, "cross_entropy", input_shape, dtype=dtype,
-                 name=f"omniglot cnn {image_size}x{image_size} ({num_classes} classes)")
+                 name=_name("omniglot cnn", image_size, num_classes, filters, 64))
 
 
 def miniimagenet_cnn(num_classes, dtype=np.float32, image_size=84, filters=32):
@@ -127,4 +134,4 @@ def miniimagenet_cnn(num_classes, dtype=np.float32, image_size=84, filters=32):
     input_shape = (image_size, image_size, 3)
     network = _with_head(layers, input_shape, num_classes)
     return Model(network, "cross_entropy", input_shape, dtype=dtype,
-                 name=f"mini-imagenet cnn {image_size}x{image_size} ({num_classes} classes)")
+                 name=_name("mini-imagenet cnn", image_size, num_classes, filters, 32))

@@ -76,6 +76,9 @@ class TrainConfig:
     outer: str = setting("sgd", choice("adam", "sgd"), "outer update: sgd = Φ+ε(W̄−Φ); adam = "
                                                       "Adam on Φ−W̄")
     checkpoint_interval: int = setting(100, COUNT, "iterations between checkpoints")
+    filters: int = setting(0, COUNT_OR_ZERO, "channels of every convolution of the network "
+                                             "(0: the reference's, 64 for Omniglot and 32 for "
+                                             "Mini-ImageNet)")
     # Beyond the reference: Lake's within-alphabet tasks and Koch et al.'s affine distortions
     # (see minireptile.data.alphabets and minireptile.problems.augment).
     within_alphabet: bool = setting(
@@ -162,6 +165,12 @@ class TrainConfig:
 
     def to_dict(self):
         return asdict(self)
+
+    def network_options(self):
+        """Keyword arguments of the network builder (``omniglot_cnn``, ``miniimagenet_cnn``)
+        beyond the number of classes: only those set, so a builder that takes no others still
+        builds the reference network."""
+        return {"filters": self.filters} if self.filters else {}
 
     @classmethod
     def from_dict(cls, values):

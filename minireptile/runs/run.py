@@ -179,8 +179,9 @@ def checkpoint_file(path):
 def open_run(path, build_model, classes=None):
     """A run folder's (or checkpoint file's) network, arrays and metadata, read once.
 
-    ``build_model(classes)`` makes the network; ``classes``, when given, must be the number
-    the network was trained for.
+    ``build_model(classes, **options)`` makes the network, ``options`` being the run's
+    :meth:`~minireptile.runs.config.TrainConfig.network_options` (none for the reference
+    network); ``classes``, when given, must be the number the network was trained for.
     """
     path = checkpoint_file(path)
     arrays, meta = read_checkpoint(path)
@@ -188,7 +189,8 @@ def open_run(path, build_model, classes=None):
     if classes is not None and classes != stored_classes:
         raise InputError(f"the checkpoint's network classifies {stored_classes} classes, got "
                          f"classes={classes}; omit classes or train a {classes}-way network")
-    model = build_model(stored_classes)
+    model = build_model(stored_classes,
+                        **TrainConfig.from_dict(meta["config"]).network_options())
     arrays, meta = check_checkpoint(path, arrays, meta, model)
     return model, arrays, meta
 
