@@ -26,6 +26,9 @@ from ..nn import BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, Reshape, Seque
 from .model import Model
 
 BLOCKS = 4
+# Channels of every convolution in the reference's networks.
+OMNIGLOT_FILTERS = 64
+MINIIMAGENET_FILTERS = 32
 
 
 def _check(num_classes, image_size, filters):
@@ -47,7 +50,7 @@ def _with_head(layers, input_shape, num_classes):
     return Sequential(*layers, Flatten(), Linear(features, int(num_classes), init="glorot"))
 
 
-def omniglot_cnn(num_classes, dtype=np.float32, image_size=28, filters=64):
+def omniglot_cnn(num_classes, dtype=np.float32, image_size=28, filters=OMNIGLOT_FILTERS):
     """The reference Omniglot network.
 
     ``(batch, 28, 28)`` → add a channel axis → 4 × [conv ``filters``×3×3, stride 2, ``same``
@@ -87,10 +90,12 @@ def omniglot_cnn(num_classes, dtype=np.float32, image_size=28, filters=64):
     input_shape = (image_size, image_size)
     network = _with_head(layers, input_shape, num_classes)
     return Model(network, "cross_entropy", input_shape, dtype=dtype,
-                 name=_name("omniglot cnn", image_size, num_classes, filters, 64))
+                 name=_name("omniglot cnn", image_size, num_classes, filters,
+                            OMNIGLOT_FILTERS))
 
 
-def miniimagenet_cnn(num_classes, dtype=np.float32, image_size=84, filters=32):
+def miniimagenet_cnn(num_classes, dtype=np.float32, image_size=84,
+                     filters=MINIIMAGENET_FILTERS):
     """The reference Mini-ImageNet network.
 
     ``(batch, 84, 84, 3)`` → 4 × [conv ``filters``×3×3, stride 1, ``same`` → batch norm →
@@ -134,4 +139,5 @@ def miniimagenet_cnn(num_classes, dtype=np.float32, image_size=84, filters=32):
     input_shape = (image_size, image_size, 3)
     network = _with_head(layers, input_shape, num_classes)
     return Model(network, "cross_entropy", input_shape, dtype=dtype,
-                 name=_name("mini-imagenet cnn", image_size, num_classes, filters, 32))
+                 name=_name("mini-imagenet cnn", image_size, num_classes, filters,
+                            MINIIMAGENET_FILTERS))
