@@ -98,9 +98,8 @@ def _run_chunk(head, items):
 def _start_worker(threads, parent):
     # A parent killed outright (SIGKILL) cannot shut its pool down, and a forked worker holds
     # its own copy of the task pipe, so it would wait for work forever: leave with the parent.
-    # ``parent`` is the pid the parent gave, not os.getppid() read here: a parent killed while
-    # this worker was still starting would otherwise be replaced by its reaper as the parent
-    # to watch, and the worker would wait forever.
+    # Watch the pid the parent gave, from the first moment: os.getppid() read after a slow
+    # start may already name the reaper that adopted this worker.
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     # Ctrl-C goes to the whole process group; the parent decides what stops, and shuts the
     # pool down itself, so a worker must not die half-way through a chunk on its own.

@@ -128,10 +128,7 @@ class Ensemble:
         """
         votes = self.votes(support, query_images, eval_batch, eval_iters, rng, transductive)
         each = votes.reshape(-1, *votes.shape[-2:])
-        total = 0.0
-        for vote in each:
-            total = total + vote
-        return total / len(each)
+        return sum(each) / len(each)  # one vote after another, not numpy's pairwise order
 
     def votes(self, support, query_images, eval_batch, eval_iters, rng, transductive=False):
         """Every classification's probabilities: member by member, fine-tuning by
