@@ -58,8 +58,9 @@ def test_the_demo_opens_a_run_of_another_width(narrow_run):
     assert predictor.phi.shape == (omniglot_cnn(3, filters=4).size,)
     rng = np.random.default_rng(0)
     classes = [[(rng.random((28, 28)) < 0.2).astype(np.float32)] for _ in range(2)]
-    result = predictor.predict(classes, classes[0][0])
-    assert result is not None
+    result = predictor.predict(classes, classes[0][0], compare_random=False)
+    assert len(result["probabilities"]) == 2
+    assert abs(sum(result["probabilities"]) - 1) < 1e-6
 
 
 def test_another_width_cannot_resume_or_reuse_the_run(narrow_run, data, capsys):
