@@ -78,6 +78,7 @@ _EXPORTS = {
     "InnerConfig": ".problems.fewshot",
     "evaluate_accuracy": ".problems.fewshot",
     "Ensemble": ".problems.ensemble",
+    "Pretraining": ".problems.pretrain",
     "Task": ".problems.tasks",
     "sample_task": ".problems.tasks",
     "sample_eval_task": ".problems.tasks",

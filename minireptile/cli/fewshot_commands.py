@@ -101,7 +101,8 @@ REFERENCE_SETTINGS = ("classes", "shots", "inner_batch", "inner_iters", "replace
                       "transductive", "sgd")
 TRAINING_SETTINGS = ("train_shots", "meta_step", "meta_step_final", "meta_batch", "meta_iters",
                      "eval_interval", "foml", "foml_tail", "maml", "combination", "outer",
-                     "checkpoint_interval", "filters")
+                     "checkpoint_interval", "filters", "pretrain_steps", "pretrain_batch",
+                     "pretrain_learning_rate")
 AFFINE_RANGES = ("augment_rotation", "augment_shear", "augment_scale", "augment_translate")
 ONESHOT_SETTINGS = ("within_alphabet", "augment", "eval_augment") + AFFINE_RANGES
 

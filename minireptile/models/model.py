@@ -16,7 +16,7 @@ is what lets the meta-learning code keep Φ and each task's W as plain arrays.
 
 import numpy as np
 
-from ..errors import InputError, check_generator, describe_array
+from ..errors import InputError, check_generator, check_positive_int, describe_array
 from ..nn import Linear, MeanSquaredError, ReLU, Sequential, SoftmaxCrossEntropy, Tanh
 from ..nn.fused import FusedDense
 from .params import FLOAT_DTYPES, ParamLayout
@@ -97,6 +97,44 @@ class Model:
         flat = np.zeros(self.size, dtype=self.dtype)
         self.network.init_params(self.network.bind(self.layout.views(flat)), rng)
         return flat
+
+    def _output_layer(self):
+        layers = getattr(self.network, "layers", None)
+        if not layers or not isinstance(layers[-1], Linear):
+            raise InputError(f"{self.name} does not end in a dense layer, so it has no body "
+                             "and output layer to tell apart")
+        return layers
+
+    @property
+    def body_size(self):
+        """Number of parameters before the final dense layer's: the flat vector's prefix
+        that :meth:`with_outputs` shares."""
+        last = self._output_layer()[-1]
+        return self.size - last.in_features * last.out_features - last.out_features
+
+    def with_outputs(self, num_outputs):
+        """The same network with a final dense layer of ``num_outputs`` units.
+
+        The two models' parameter vectors share their first :attr:`body_size` entries (the
+        same names and shapes), so a body trained under one head can be copied under another:
+        ``phi[:model.body_size] = wide_params[:model.body_size]``.
+
+        Examples
+        --------
+        >>> model = mlp([2, 16, 3])
+        >>> wide = model.with_outputs(10)
+        >>> wide.output_shape, wide.body_size == model.body_size == 2 * 16 + 16
+        ((10,), True)
+        """
+        layers = self._output_layer()
+        last = layers[-1]
+        check_positive_int("num_outputs", num_outputs)
+        network = Sequential(*layers[:-1], Linear(last.in_features, int(num_outputs),
+                                                  init=last.init))
+        # The fused kernel (if any) was built for the old sizes: the layers compute the same
+        # function without it.
+        return Model(network, self.loss_name, self.input_shape, dtype=self.dtype,
+                     name=f"{self.name} with {int(num_outputs)} outputs")
 
     def _check_inputs(self, params, x):
         self.layout.check(params)

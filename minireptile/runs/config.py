@@ -7,6 +7,8 @@ with its defaults; :func:`make_learner` turns one into a
 
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
+
 from ..algorithms.combinations import parse_combination
 from ..algorithms.directions import MAML, FirstOrderMAML, GradientCombination, Reptile
 from ..algorithms.meta_iteration import make_outer
@@ -101,6 +103,15 @@ class TrainConfig:
         "largest relative change of scale (0.2: scales 0.8 to 1.2)")
     augment_translate: float = setting(DEFAULT_TRANSLATE, NON_NEGATIVE,
                                        "largest shift in pixels", metavar="PIXELS")
+    # Beyond the reference: supervised pre-training of the body on every training class
+    # before meta-training (see minireptile.problems.pretrain).
+    pretrain_steps: int = setting(
+        0, COUNT_OR_ZERO, "before meta-training, train the network to classify every training "
+                          "class at once for this many Adam steps, then meta-train from its "
+                          "body with a fresh output layer (0: no pre-training)", metavar="N")
+    pretrain_batch: int = setting(64, COUNT, "images per pre-training step", metavar="N")
+    pretrain_learning_rate: float = setting(0.001, POSITIVE, "pre-training Adam step size",
+                                            metavar="RATE")
 
     def validate(self, train_classes=None, test_classes=None):
         """Raise :class:`InputError` for the first impossible setting, naming it as
@@ -145,6 +156,17 @@ class TrainConfig:
         """The :class:`AffineAugmentation` of fine-tuning at evaluation, or None without
         ``eval_augment``."""
         return self._affine_ranges() if self.eval_augment else None
+
+    def pretraining(self, model, train_classes):
+        """The :class:`~minireptile.problems.pretrain.Pretraining` of ``model`` on
+        ``train_classes`` these settings ask for (distorted when ``augment`` is set), drawing
+        from a generator of its own (seeded ``seed + 1000``), so the meta-training that
+        follows draws what it would without pre-training."""
+        from ..problems.pretrain import Pretraining
+
+        return Pretraining(model, train_classes, self.pretrain_batch,
+                           self.pretrain_learning_rate, np.random.default_rng(self.seed + 1000),
+                           self.augmentation())
 
     def _affine_ranges(self):
         return AffineAugmentation(self.augment_rotation, self.augment_shear,

@@ -6,6 +6,10 @@ A run lives in one folder (the reference's ``--checkpoint``)::
                             and the configuration; rewritten atomically every
                             ``checkpoint_interval`` iterations and at the end
     <dir>/metrics.jsonl     one JSON object per evaluation (iteration, accuracies, loss, time)
+    <dir>/pretraining.npz   with ``pretrain_steps``: the supervised pre-training's state
+                            (:mod:`minireptile.problems.pretrain`), rewritten atomically as
+                            it goes; kept afterwards, a record of the body meta-training began
+                            from
     <dir>/evaluations/      one record per final evaluation: its progress (:mod:`.evaluation`)
 
 Killing the process at any moment loses at most the iterations since the last checkpoint;
@@ -28,6 +32,7 @@ CHECKPOINT_FILE = "checkpoint.npz"
 # 1: the data described by paths; 2: by content hash, with the run's training classes.
 CHECKPOINT_FORMAT = 2
 METRICS_FILE = "metrics.jsonl"
+PRETRAINING_FILE = "pretraining.npz"
 
 
 def generators(seed):
@@ -42,9 +47,33 @@ class Run:
         self.directory = os.fspath(directory)
         self.checkpoint_path = os.path.join(self.directory, CHECKPOINT_FILE)
         self.metrics_path = os.path.join(self.directory, METRICS_FILE)
+        self.pretraining_path = os.path.join(self.directory, PRETRAINING_FILE)
 
     def exists(self):
         return os.path.exists(self.checkpoint_path)
+
+    def save_pretraining(self, stage, config, extra=None):
+        """Write the pre-training ``stage``'s state (atomically)."""
+        os.makedirs(self.directory, exist_ok=True)
+        state = stage.state_dict()
+        arrays = {k: np.asarray(v) for k, v in state.items() if k != "rng"}
+        metadata = {"kind": "minireptile-pretraining", "format": CHECKPOINT_FORMAT,
+                    "model": stage.wide.name, "rng": state["rng"], "config": config.to_dict(),
+                    "extra": extra or {}}
+        save_npz_atomic(self.pretraining_path, arrays, metadata)
+
+    def load_pretraining(self, stage):
+        """Restore ``stage`` from the saved state; return ``(config, metadata)``."""
+        arrays, meta = load_npz(self.pretraining_path)
+        if meta.get("kind") != "minireptile-pretraining":
+            raise InputError(f"{self.pretraining_path!r} is not a minireptile pre-training "
+                             "state")
+        if meta.get("model") != stage.wide.name:
+            raise InputError(f"{self.pretraining_path!r} pre-trained a {meta.get('model')}, "
+                             f"but this run builds a {stage.wide.name}; check classes, the "
+                             "data and the network, or use another run folder")
+        stage.load_state_dict({**arrays, "rng": meta["rng"]})
+        return TrainConfig.from_dict(meta["config"]), meta
 
     def save(self, model, learner, rngs, next_iteration, config, extra=None):
         os.makedirs(self.directory, exist_ok=True)

@@ -8,6 +8,7 @@ has, bit for bit.
 
 import os
 import time
+from collections import deque
 
 import numpy as np
 
@@ -93,7 +94,7 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
     if os.path.exists(run.directory) and not os.path.isdir(run.directory):
         raise InputError(f"directory={run.directory!r} is a file; give a folder for the run "
                          "(created if missing)")
-    if resume and not run.exists():
+    if resume and not run.exists() and not os.path.exists(run.pretraining_path):
         raise InputError(f"nothing to resume: {run.checkpoint_path!r} does not exist; "
                          "drop resume=True to start a new run")
     with RunLock(run.directory):
@@ -101,11 +102,57 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
                              progress, log, data, executor)
 
 
+# Pre-training steps between two saves of its state (about 15 s of the Omniglot network's).
+PRETRAINING_SAVE_STEPS = 1000
+
+
+def _pretrain(model, train_classes, config, run, resume, progress, log, data):
+    """Run (or, with ``resume``, finish) the supervised pre-training ``config`` asks for,
+    saving its state every :data:`PRETRAINING_SAVE_STEPS` steps; return the trained body,
+    shape ``(model.body_size,)``."""
+    stage = config.pretraining(model, train_classes)
+    if resume and os.path.exists(run.pretraining_path):
+        saved_config, meta = run.load_pretraining(stage)
+        check_resumable(config, saved_config, 0, data, meta["extra"].get("data"))
+        log(f"resuming the pre-training in {run.directory} at step {stage.step} of "
+            f"{config.pretrain_steps}")
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.pretrain_steps, initial=stage.step, desc="pre-training",
+                   unit="step", mininterval=0.5)
+    recent = deque(maxlen=PRETRAINING_SAVE_STEPS)  # the latest losses, for the summary
+
+    def on_step(stage, loss):
+        if not np.isfinite(loss):
+            raise DivergedError(f"pre-training diverged at step {stage.step}: the loss is "
+                                f"{loss}; lower pretrain_learning_rate="
+                                f"{config.pretrain_learning_rate}")
+        recent.append(loss)
+        if stage.step % PRETRAINING_SAVE_STEPS == 0 or stage.step == config.pretrain_steps:
+            check_finite({"pre-trained parameters": stage.params},
+                         f"lower pretrain_learning_rate={config.pretrain_learning_rate}")
+            run.save_pretraining(stage, config, {"data": data})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+
+    try:
+        stage.run(config.pretrain_steps - stage.step, on_step)
+    finally:
+        if bar is not None:
+            bar.close()
+    log(f"pre-trained on {len(train_classes)} classes for {config.pretrain_steps} steps"
+        + (f" (mean loss over the last {len(recent)}: {np.mean(recent):.3f})" if recent else ""))
+    return stage.body()
+
+
 def _train_locked(model, train_classes, test_classes, config, run, resume, progress, log,
                   data, executor):
     """:func:`train`'s work, once the run folder is locked."""
     train_rng, eval_rng, _ = generators(config.seed)
-    if resume:
+    if resume and run.exists():
         phi, state, rng_states, start, saved_config, meta = run.load(model)
         check_resumable(config, saved_config, start, data, meta["extra"].get("data"))
         progress_state = meta["extra"].get("progress", {})
@@ -123,9 +170,17 @@ def _train_locked(model, train_classes, test_classes, config, run, resume, progr
         if run.exists():
             raise InputError(f"{run.checkpoint_path!r} already holds a run; pass resume=True "
                              "to continue it, or choose another directory")
+        if not resume and os.path.exists(run.pretraining_path):
+            raise InputError(f"{run.pretraining_path!r} holds the pre-training of an unfinished "
+                             "run; pass resume=True to continue it, or choose another "
+                             "directory")
         if os.path.exists(run.metrics_path):
             os.remove(run.metrics_path)  # left by a run that never reached its first checkpoint
-        learner = make_learner(model, model.init_params(train_rng), config)
+        phi = model.init_params(train_rng)
+        if config.pretrain_steps:
+            phi[:model.body_size] = _pretrain(model, train_classes, config, run, resume,
+                                              progress, log, data)
+        learner = make_learner(model, phi, config)
         start = 0
         progress_state = {}
     rngs = (train_rng, eval_rng)
