@@ -2,6 +2,9 @@
 gradient, learning, reproducibility, the run's start from the trained body, exact resume and
 bad input."""
 
+import os
+import subprocess
+
 import numpy as np
 import pytest
 from conftest import write_synthetic_omniglot
@@ -23,6 +26,7 @@ from minireptile.problems.pretrain import Pretraining, class_examples
 from minireptile.runs.config import TrainConfig
 from minireptile.runs.run import Run, generators
 from minireptile.runs.training import train
+from test_training import _cli, assert_same_run, kill_when
 
 SIZE = 12
 
@@ -204,9 +208,10 @@ def test_a_run_stopped_during_pretraining_resumes_bit_identically(tmp_path, monk
     monkeypatch.setattr(Pretraining, "run", run)
     with pytest.raises(InputError, match="pass resume=True"):
         train(small_cnn(), classes, classes, config(), tmp_path / "stopped", progress=False)
-    with pytest.raises(InputError, match="pretrain_steps=13"):
-        train(small_cnn(), classes, classes, config(pretrain_steps=13),
-              tmp_path / "stopped", resume=True, progress=False)
+    for changed in (13, 0):
+        with pytest.raises(InputError, match=f"pretrain_steps={changed} "):
+            train(small_cnn(), classes, classes, config(pretrain_steps=changed),
+                  tmp_path / "stopped", resume=True, progress=False)
     logged = []
     train(small_cnn(), classes, classes, config(), tmp_path / "stopped", resume=True,
           progress=False, log=logged.append)
@@ -252,6 +257,36 @@ def test_the_command_pretrains_on_every_training_class(data, tmp_path, capsys):
     assert "pre-trained on 24 classes for 3 steps" in out
     arrays, meta = load_npz(tmp_path / "run" / "pretraining.npz")
     assert int(arrays["step"]) == 3 and "24 outputs" in meta["model"]
+
+
+def pretraining_step(folder):
+    """The step of the run's saved pre-training, 0 while none is readable yet."""
+    try:
+        return int(load_npz(folder / "pretraining.npz")[0]["step"])
+    except (InputError, OSError, KeyError):
+        return 0
+
+
+def test_a_command_killed_during_pretraining_resumes_bit_identically(data, tmp_path):
+    common = train_args(data, tmp_path / "unused", "--pretrain-steps", "2500",
+                        "--pretrain-batch", "4", "--eval-samples", "0")[2:]
+    common = common[:common.index("--checkpoint")] + common[common.index("--checkpoint") + 2:]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    straight = subprocess.run(_cli(*common, "--checkpoint", str(tmp_path / "straight")),
+                              capture_output=True, text=True, env=env, cwd=tmp_path,
+                              timeout=600)
+    assert straight.returncode == 0, straight.stderr
+    killed = tmp_path / "killed"
+    kill_when(_cli(*common, "--checkpoint", str(killed)),
+              lambda: pretraining_step(killed) >= 1000, tmp_path, env)
+    assert pretraining_step(killed) in (1000, 2000)
+    assert not (killed / "checkpoint.npz").exists()
+    resumed = subprocess.run(_cli(*common, "--checkpoint", str(killed), "--resume"),
+                             capture_output=True, text=True, env=env, cwd=tmp_path,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming the pre-training" in resumed.stdout
+    assert_same_run(tmp_path / "straight", killed)
 
 
 @pytest.mark.parametrize("flag, value", [("--pretrain-steps", "-1"), ("--pretrain-batch", "0"),

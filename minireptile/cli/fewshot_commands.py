@@ -23,6 +23,7 @@ from ..runs.config import TrainConfig
 from ..runs.run import (
     CHECKPOINT_FILE,
     EVAL_OVERRIDES,
+    Run,
     checkpoint_file,
     generators,
     open_ensemble,
@@ -332,7 +333,7 @@ def _check_run_folder(args):
     if os.path.exists(args.checkpoint) and not os.path.isdir(args.checkpoint):
         raise InputError(f"--checkpoint {args.checkpoint!r} is a file; give a folder for the "
                          "run (created if missing)")
-    if args.resume and not os.path.exists(os.path.join(args.checkpoint, CHECKPOINT_FILE)):
+    if args.resume and not Run(args.checkpoint).resumable():
         raise InputError(f"nothing to resume: "
                          f"{os.path.join(args.checkpoint, CHECKPOINT_FILE)!r} does not exist; "
                          "drop --resume to start a new run")

@@ -52,6 +52,11 @@ class Run:
     def exists(self):
         return os.path.exists(self.checkpoint_path)
 
+    def resumable(self):
+        """Whether ``resume`` has something to continue: a checkpoint, or a pre-training
+        stopped before meta-training wrote its first one."""
+        return self.exists() or os.path.exists(self.pretraining_path)
+
     def save_pretraining(self, stage, config, extra=None):
         """Write the pre-training ``stage``'s state (atomically)."""
         os.makedirs(self.directory, exist_ok=True)

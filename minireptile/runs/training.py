@@ -94,7 +94,7 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
     if os.path.exists(run.directory) and not os.path.isdir(run.directory):
         raise InputError(f"directory={run.directory!r} is a file; give a folder for the run "
                          "(created if missing)")
-    if resume and not run.exists() and not os.path.exists(run.pretraining_path):
+    if resume and not run.resumable():
         raise InputError(f"nothing to resume: {run.checkpoint_path!r} does not exist; "
                          "drop resume=True to start a new run")
     with RunLock(run.directory):
@@ -177,7 +177,9 @@ def _train_locked(model, train_classes, test_classes, config, run, resume, progr
         if os.path.exists(run.metrics_path):
             os.remove(run.metrics_path)  # left by a run that never reached its first checkpoint
         phi = model.init_params(train_rng)
-        if config.pretrain_steps:
+        # (A pre-training left by the stopped run is read even if pretrain_steps is now 0,
+        # so that the changed setting is refused.)
+        if config.pretrain_steps or (resume and os.path.exists(run.pretraining_path)):
             phi[:model.body_size] = _pretrain(model, train_classes, config, run, resume,
                                               progress, log, data)
         learner = make_learner(model, phi, config)
