@@ -26,6 +26,7 @@ from minireptile.problems.pretrain import Pretraining, class_examples
 from minireptile.runs.config import TrainConfig
 from minireptile.runs.run import Run, generators
 from minireptile.runs.training import train
+from test_filters import train_args as filters_train_args
 from test_training import _cli, assert_same_run, kill_when
 
 SIZE = 12
@@ -241,12 +242,7 @@ def data(tmp_path_factory):
 
 
 def train_args(data, run, *extra):
-    return ["train", "omniglot", "--data", str(data), "--num-train", "6", "--classes", "3",
-            "--shots", "1", "--train-shots", "2", "--inner-batch", "3", "--inner-iters", "1",
-            "--meta-iters", "2", "--eval-iters", "1", "--eval-batch", "3",
-            "--eval-interval", "1", "--eval-samples", "2", "--checkpoint", str(run),
-            "--no-progress", "--workers", "1", "--filters", "4",
-            "--cache-dir", str(run) + "-cache", *extra]
+    return filters_train_args(data, run, "--filters", "4", *extra)
 
 
 def test_the_command_pretrains_on_every_training_class(data, tmp_path, capsys):
