@@ -23,7 +23,7 @@ PUBLIC = [
     "SGD", "Adam", "OuterSGD", "OuterAdam", "linear_schedule", "meta_step", "reptile_step",
     "Reptile", "FirstOrderMAML", "MAML", "GradientCombination", "make_algorithm",
     "FewShotLearner", "InnerConfig", "evaluate_accuracy", "Task", "sample_task", "mini_batches",
-    "ImagePool", "ClassSet", "SineConfig", "train_sine", "TrainConfig", "train",
+    "ImagePool", "ClassSet", "Pretraining", "SineConfig", "train_sine", "TrainConfig", "train",
     "open_for_evaluation", "Run", "make_executor", "set_threads", "InputError", "DivergedError",
 ]
 
