@@ -83,7 +83,10 @@ def main(argv=None):
     probabilities = np.stack([p for p, _ in results])  # (tasks, nets, K, 1 + V, q, classes)
     labels = np.stack([y for _, y in results])
     if args.save:
-        np.savez_compressed(args.save, probabilities=probabilities, labels=labels)
+        # The task seeds identify the tasks: the labels cannot (every task's queries are in
+        # class order, 0 to N − 1), so files to be combined are checked by their seeds.
+        np.savez_compressed(args.save, probabilities=probabilities, labels=labels,
+                            task_seeds=seeds)
 
     def accuracy(nets, k, v):
         mean = probabilities[:, :nets, :k, :v + 1].mean(axis=(1, 2, 3))
