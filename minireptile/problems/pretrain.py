@@ -19,9 +19,10 @@ True
 Meta-training sees a few classes at a time and relabels them in every task, so the network's
 features only ever have to separate N classes. Trained on all of them together (Chen et al.,
 *A Closer Look at Few-shot Classification*, 2019; Tian et al., *Rethinking Few-Shot Image
-Classification*, 2020), the body must separate every training class from every other, the
-kind of feature a one-shot task among look-alike characters needs. The output layer is
-thrown away: its units are the training classes, which no test task holds.
+Classification*, 2020), the body must separate every training class from every other. The
+output layer is thrown away: its units are the training classes, which no test task holds.
+(On the README's one-shot Omniglot recipe, meta-training from such a body starts far ahead
+and ends a little behind meta-training from scratch.)
 
 A step is plain mini-batch training: ``batch`` images drawn without replacement (a fresh
 permutation of every training image per epoch, the epoch's last partial batch dropped),

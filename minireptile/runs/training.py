@@ -102,7 +102,7 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
                              progress, log, data, executor)
 
 
-# Pre-training steps between two saves of its state (about 15 s of the Omniglot network's).
+# Pre-training steps between two saves of its state (about 16 s of the Omniglot network's).
 PRETRAINING_SAVE_STEPS = 1000
 
 
