@@ -3,7 +3,6 @@ gradient, learning, reproducibility, the run's start from the trained body, exac
 bad input."""
 
 import os
-import subprocess
 
 import numpy as np
 import pytest
@@ -27,7 +26,7 @@ from minireptile.runs.config import TrainConfig
 from minireptile.runs.run import Run, generators
 from minireptile.runs.training import train
 from test_filters import train_args as filters_train_args
-from test_training import _cli, assert_same_run, kill_when
+from test_training import _cli, assert_same_run, kill_when, run_to_the_end
 
 SIZE = 12
 
@@ -79,17 +78,35 @@ def test_a_network_without_a_final_dense_layer_has_no_body():
 
 def test_class_examples_label_every_image_with_its_class():
     classes = pattern_classes(num_classes=3, per_class=4)
-    images, labels = class_examples(classes)
+    labels, which = class_examples(classes)
+    images = classes.examples(labels, which)
     assert images.shape == (12, SIZE, SIZE) and images.dtype == np.float32
     np.testing.assert_array_equal(labels, np.repeat(np.arange(3), 4))
     np.testing.assert_array_equal(images[4:8], classes.images(1, np.arange(4)))
+
+
+def test_examples_of_many_classes_are_the_images_of_each():
+    """``ClassSet.examples`` against the obvious loop over ``ClassSet.images``, rotated
+    classes and a pool scale that is no byte divisor included."""
+    rng = np.random.default_rng(0)
+    raw = [rng.integers(0, 256, size=(3, 5, 5), dtype=np.uint8) for _ in range(4)]
+    for scale in (1 / 255, 0.3):
+        pool = ImagePool.from_classes(list("abcd"), raw, scale=scale)
+        classes = ClassSet(pool, base=[0, 1, 2, 3, 1, 2], turns=[0, 1, 2, 3, 0, 3])
+        rows = rng.integers(0, 6, size=20)
+        which = rng.integers(0, 3, size=20)
+        expected = np.stack([classes.images(r, [w])[0] for r, w in zip(rows, which)])
+        got = classes.examples(rows, which)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_pretraining_learns_to_tell_the_training_classes_apart():
     classes = pattern_classes()
     stage = Pretraining(small_cnn(), classes, batch=10, learning_rate=0.01,
                         rng=np.random.default_rng(0))
-    images, labels = class_examples(classes)
+    labels, which = class_examples(classes)
+    images = classes.examples(labels, which)
     before = np.mean(np.argmax(stage.wide.predict(stage.params, images), 1) == labels)
     losses = stage.run(120)
     after = np.mean(np.argmax(stage.wide.predict(stage.params, images), 1) == labels)
@@ -268,19 +285,14 @@ def test_a_command_killed_during_pretraining_resumes_bit_identically(data, tmp_p
                         "--pretrain-batch", "4", "--eval-samples", "0")[2:]
     common = common[:common.index("--checkpoint")] + common[common.index("--checkpoint") + 2:]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    straight = subprocess.run(_cli(*common, "--checkpoint", str(tmp_path / "straight")),
-                              capture_output=True, text=True, env=env, cwd=tmp_path,
-                              timeout=600)
-    assert straight.returncode == 0, straight.stderr
+    run_to_the_end(_cli(*common, "--checkpoint", str(tmp_path / "straight")), tmp_path, env)
     killed = tmp_path / "killed"
     kill_when(_cli(*common, "--checkpoint", str(killed)),
               lambda: pretraining_step(killed) >= 1000, tmp_path, env)
     assert pretraining_step(killed) in (1000, 2000)
     assert not (killed / "checkpoint.npz").exists()
-    resumed = subprocess.run(_cli(*common, "--checkpoint", str(killed), "--resume"),
-                             capture_output=True, text=True, env=env, cwd=tmp_path,
-                             timeout=600)
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = run_to_the_end(_cli(*common, "--checkpoint", str(killed), "--resume"),
+                             tmp_path, env)
     assert "resuming the pre-training" in resumed.stdout
     assert_same_run(tmp_path / "straight", killed)
 

@@ -265,6 +265,15 @@ def checkpoint_iteration(folder):
         return 0
 
 
+def run_to_the_end(argv, cwd, env):
+    """Run ``argv`` (for at most 600 s) and fail the test unless it succeeds; return the
+    finished process."""
+    finished = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd,
+                              timeout=600)
+    assert finished.returncode == 0, finished.stderr
+    return finished
+
+
 def kill_when(argv, ready, cwd, env):
     """Start ``argv`` and SIGKILL it as soon as ``ready()`` holds.
 
@@ -329,10 +338,7 @@ def test_run_killed_mid_way_resumes_bit_identically(tmp_path, synthetic_omniglot
               *KILLED_TRAINING[algorithm]]  # (a repeated flag: the later value counts)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # Run outside the source tree, so "-m" imports the installed package.
-    straight = subprocess.run(_cli(*common, "--checkpoint", str(tmp_path / "straight")),
-                              capture_output=True, text=True, env=env, cwd=tmp_path,
-                              timeout=600)
-    assert straight.returncode == 0, straight.stderr
+    run_to_the_end(_cli(*common, "--checkpoint", str(tmp_path / "straight")), tmp_path, env)
 
     killed = tmp_path / "killed"
     kill_when(_cli(*common, "--checkpoint", str(killed)),
@@ -340,10 +346,8 @@ def test_run_killed_mid_way_resumes_bit_identically(tmp_path, synthetic_omniglot
     stopped_at = checkpoint_iteration(killed)
     assert 10 <= stopped_at < 40
 
-    resumed = subprocess.run(_cli(*common, "--checkpoint", str(killed), "--resume"),
-                             capture_output=True, text=True, env=env, cwd=tmp_path,
-                             timeout=600)
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = run_to_the_end(_cli(*common, "--checkpoint", str(killed), "--resume"),
+                             tmp_path, env)
     assert f"resuming {killed} at iteration {stopped_at}" in resumed.stdout
     assert_same_run(tmp_path / "straight", killed)
     # The outer optimiser's state came through the kill too: one Adam step per iteration.

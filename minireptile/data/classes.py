@@ -259,6 +259,26 @@ class ClassSet:
         raw = self.pool.class_images(self.base[i])[np.asarray(which, dtype=np.int64)]
         if self.turns[i]:
             raw = np.rot90(raw, k=int(self.turns[i]), axes=(1, 2))
+        return self._as_float(raw)
+
+    def examples(self, rows, which):
+        """Image ``which[k]`` of task class ``rows[k]`` for every k: one image each of many
+        classes, as :meth:`images` gives them, without converting any other image.
+
+        Returns
+        -------
+        (len(rows), H, W[, channels]) float32
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        raw = self.pool.images[self.pool.starts[self.base[rows]]
+                               + np.asarray(which, dtype=np.int64)]
+        turns = self.turns[rows]
+        for turn in np.unique(turns[turns != 0]):
+            rotated = turns == turn
+            raw[rotated] = np.rot90(raw[rotated], k=int(turn), axes=(1, 2))
+        return self._as_float(raw)
+
+    def _as_float(self, raw):
         divisor = round(1 / self.pool.scale)
         if abs(divisor * self.pool.scale - 1) < 1e-12:
             # A division, as the reference computes bytes / 0xff: multiplying by 1/255

@@ -98,7 +98,7 @@ class Model:
         self.network.init_params(self.network.bind(self.layout.views(flat)), rng)
         return flat
 
-    def _output_layer(self):
+    def _layers_ending_in_dense(self):
         layers = getattr(self.network, "layers", None)
         if not layers or not isinstance(layers[-1], Linear):
             raise InputError(f"{self.name} does not end in a dense layer, so it has no body "
@@ -109,7 +109,7 @@ class Model:
     def body_size(self):
         """Number of parameters before the final dense layer's: the flat vector's prefix
         that :meth:`with_outputs` shares."""
-        last = self._output_layer()[-1]
+        last = self._layers_ending_in_dense()[-1]
         return self.size - last.in_features * last.out_features - last.out_features
 
     def with_outputs(self, num_outputs):
@@ -126,7 +126,7 @@ class Model:
         >>> wide.output_shape, wide.body_size == model.body_size == 2 * 16 + 16
         ((10,), True)
         """
-        layers = self._output_layer()
+        layers = self._layers_ending_in_dense()
         last = layers[-1]
         check_positive_int("num_outputs", num_outputs)
         network = Sequential(*layers[:-1], Linear(last.in_features, int(num_outputs),

@@ -123,16 +123,15 @@ def _pretrain(model, train_classes, config, run, resume, progress, log, data):
         bar = tqdm(total=config.pretrain_steps, initial=stage.step, desc="pre-training",
                    unit="step", mininterval=0.5)
     recent = deque(maxlen=PRETRAINING_SAVE_STEPS)  # the latest losses, for the summary
+    cause = f"lower pretrain_learning_rate={config.pretrain_learning_rate}"
 
     def on_step(stage, loss):
         if not np.isfinite(loss):
             raise DivergedError(f"pre-training diverged at step {stage.step}: the loss is "
-                                f"{loss}; lower pretrain_learning_rate="
-                                f"{config.pretrain_learning_rate}")
+                                f"{loss}; {cause}")
         recent.append(loss)
         if stage.step % PRETRAINING_SAVE_STEPS == 0 or stage.step == config.pretrain_steps:
-            check_finite({"pre-trained parameters": stage.params},
-                         f"lower pretrain_learning_rate={config.pretrain_learning_rate}")
+            check_finite({"pre-trained parameters": stage.params}, cause)
             run.save_pretraining(stage, config, {"data": data})
         if bar is not None:
             bar.update(1)
