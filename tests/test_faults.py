@@ -265,7 +265,8 @@ def test_resume_still_refuses_other_changes_and_shrinking(tmp_path):
 
 def test_failed_commands_leave_no_run_folder(tmp_path, synthetic_omniglot, capsys):
     cases = [
-        (train_args(synthetic_omniglot, tmp_path / "a", "--resume"), "nothing to resume"),
+        (train_args(synthetic_omniglot, tmp_path / "a", "--resume"),
+         "pretraining.npz' exists; drop --resume"),
         (train_args(synthetic_omniglot, tmp_path / "b", "--train-shots", "50"), "50"),
         (train_args(synthetic_omniglot, tmp_path / "c", "--classes", "100000"), "--classes"),
     ]

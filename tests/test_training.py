@@ -232,7 +232,8 @@ def test_same_seed_same_parameters_and_resume_guards(tmp_path):
     np.testing.assert_array_equal(a.phi, b.phi)
     with pytest.raises(InputError, match="already holds a run"):
         train(model, classes, classes, small_config(), tmp_path / "a", **quiet)
-    with pytest.raises(InputError, match="nothing to resume"):
+    with pytest.raises(InputError, match="nothing to resume: neither .*checkpoint.npz.* nor "
+                                         ".*pretraining.npz.* exists; drop resume=True"):
         train(model, classes, classes, small_config(), tmp_path / "c", resume=True, **quiet)
     with pytest.raises(InputError, match="inner_iters="):
         train(model, classes, classes, small_config(inner_iters=3), tmp_path / "a",

@@ -333,10 +333,9 @@ def _check_run_folder(args):
     if os.path.exists(args.checkpoint) and not os.path.isdir(args.checkpoint):
         raise InputError(f"--checkpoint {args.checkpoint!r} is a file; give a folder for the "
                          "run (created if missing)")
-    if args.resume and not Run(args.checkpoint).resumable():
-        raise InputError(f"nothing to resume: "
-                         f"{os.path.join(args.checkpoint, CHECKPOINT_FILE)!r} does not exist; "
-                         "drop --resume to start a new run")
+    run = Run(args.checkpoint)
+    if args.resume and not run.resumable():
+        raise InputError(f"{run.nothing_to_resume()}; drop --resume to start a new run")
 
 
 def _data_record(args, splits):

@@ -57,6 +57,11 @@ class Run:
         stopped before meta-training wrote its first one."""
         return self.exists() or os.path.exists(self.pretraining_path)
 
+    def nothing_to_resume(self):
+        """Why ``resume`` has nothing to continue, naming the files it looked for."""
+        return (f"nothing to resume: neither {self.checkpoint_path!r} nor "
+                f"{self.pretraining_path!r} exists")
+
     def save_pretraining(self, stage, config, extra=None):
         """Write the pre-training ``stage``'s state (atomically)."""
         os.makedirs(self.directory, exist_ok=True)

@@ -95,8 +95,7 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
         raise InputError(f"directory={run.directory!r} is a file; give a folder for the run "
                          "(created if missing)")
     if resume and not run.resumable():
-        raise InputError(f"nothing to resume: {run.checkpoint_path!r} does not exist; "
-                         "drop resume=True to start a new run")
+        raise InputError(f"{run.nothing_to_resume()}; drop resume=True to start a new run")
     with RunLock(run.directory):
         return _train_locked(model, train_classes, test_classes, config, run, resume,
                              progress, log, data, executor)
