@@ -368,9 +368,7 @@ def test_experiment_killed_mid_way_resumes_its_unfinished_variants(tmp_path,
                 "--cache-dir", str(tmp_path / "cache")]
 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    straight = subprocess.run(experiment(tmp_path / "straight"), capture_output=True,
-                              text=True, env=env, cwd=tmp_path, timeout=600)
-    assert straight.returncode == 0, straight.stderr
+    straight = run_to_the_end(experiment(tmp_path / "straight"), tmp_path, env)
 
     # Killed once the first variant is finished and before the last one is: at least one
     # variant is then finished and at least one is not.
@@ -380,9 +378,7 @@ def test_experiment_killed_mid_way_resumes_its_unfinished_variants(tmp_path,
     assert not (killed / "g1_g2" / "checkpoint.npz").exists()
     finished = (killed / "g1" / "checkpoint.npz").read_bytes()
 
-    again = subprocess.run(experiment(killed), capture_output=True, text=True, env=env,
-                           cwd=tmp_path, timeout=600)
-    assert again.returncode == 0, again.stderr
+    again = run_to_the_end(experiment(killed), tmp_path, env)
     assert "== g1: k = 1, train shots 5 (resuming)" in again.stdout
     assert (killed / "g1" / "checkpoint.npz").read_bytes() == finished  # not trained again
     assert (killed / "curves.csv").read_text() == (tmp_path / "straight" / "curves.csv").read_text()
