@@ -6,7 +6,8 @@
     minireptile's Numba kernel, its NumPy reference and ``scipy.ndimage.affine_transform``
     (order 0, i.e. nearest neighbour, one call per image: the well-kept library way), the
     same distortions for all three; medians over ``--repeats`` calls, ratios against the
-    Numba kernel.
+    Numba kernel. Then the same for bilinear resampling (``--augment-interpolation
+    bilinear``; SciPy's order 1).
 (b) One meta-iteration of the 20-way 1-shot within-alphabet recipe (meta-batch 5, 5 inner
     Adam steps of 20 images, 5 training shots) with and without ``--augment``, on the real
     small1 alphabets when ``../shared/data/omniglot`` holds them: medians over ``--rounds``
@@ -25,8 +26,9 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglo
 SMALL1 = ["Balinese", "Early_Aramaic", "Greek", "Korean", "Latin"]
 
 
-def scipy_warp(images, inverse, shift, fill):
-    """The same maps through scipy.ndimage, one image at a time."""
+def scipy_warp(images, inverse, shift, fill, order=0):
+    """The same maps through scipy.ndimage, one image at a time (order 0: nearest, 1:
+    bilinear)."""
     from scipy.ndimage import affine_transform
 
     h, w = images.shape[1:]
@@ -35,13 +37,14 @@ def scipy_warp(images, inverse, shift, fill):
     for i, image in enumerate(images):
         # input = M (output − centre − t) + centre = M·output + (centre − M (centre + t))
         offset = centre - inverse[i] @ (centre + shift[i])
-        out[i] = affine_transform(image, inverse[i], offset=offset, order=0, mode="constant",
-                                  cval=fill)
+        out[i] = affine_transform(image, inverse[i], offset=offset, order=order,
+                                  mode="constant", cval=fill)
     return out
 
 
 def bench_warps(repeats):
-    from minireptile.kernels.affine import affine_nearest, affine_nearest_reference
+    from minireptile.kernels.affine import (affine_bilinear, affine_bilinear_reference,
+                                            affine_nearest, affine_nearest_reference)
 
     from minireptile.problems.augment import AffineAugmentation
 
@@ -66,6 +69,20 @@ def bench_warps(repeats):
               f"{whole_s * 1e6:8.1f} µs   numpy {numpy_s * 1e6:8.1f} µs "
               f"({numpy_s / numba_s:5.1f}x)   scipy.ndimage {scipy_s * 1e6:8.1f} µs "
               f"({scipy_s / numba_s:5.1f}x); scipy agrees on {agree:.2%} of pixels")
+        affine_bilinear(images, inverse, shift, 1.0, out)
+        # SciPy treats neighbours outside the image differently at the border, so compare
+        # values to a tolerance.
+        agree = np.mean(np.abs(scipy_warp(images, inverse, shift, 1.0, order=1) - out) < 1e-5)
+        bilinear_s = median_seconds(lambda: affine_bilinear(images, inverse, shift, 1.0, out),
+                                    repeats)
+        numpy_s = median_seconds(lambda: affine_bilinear_reference(images, inverse, shift, 1.0),
+                                 max(3, repeats // 5))
+        scipy_s = median_seconds(lambda: scipy_warp(images, inverse, shift, 1.0, order=1),
+                                 max(3, repeats // 5))
+        print(f"    {count} images, bilinear: numba {bilinear_s * 1e6:8.1f} µs "
+              f"({bilinear_s / numba_s:4.1f}x nearest)   numpy {numpy_s * 1e6:8.1f} µs "
+              f"({numpy_s / bilinear_s:5.1f}x)   scipy.ndimage {scipy_s * 1e6:8.1f} µs "
+              f"({scipy_s / bilinear_s:5.1f}x); scipy agrees on {agree:.2%} of pixels")
 
 
 def bench_meta_iteration(rounds, iterations):

@@ -1,15 +1,22 @@
-"""Affine warps of a batch of single-channel images, nearest-neighbour, beside a NumPy reference.
+"""Affine warps of a batch of single-channel images, nearest-neighbour or bilinear, each beside
+a NumPy reference.
 
 Each image ``i`` is resampled through its own inverse map: output pixel ``(r, c)`` (row,
-column) reads input pixel
+column) reads the input at
 
     (sy, sx) = M_i · (r − cy − ty_i, c − cx − tx_i) + (cy, cx),      cy = (H − 1)/2, cx = (W − 1)/2
 
-rounded to the nearest pixel (``floor(s + 0.5)``); a source outside the image gives ``fill``.
 ``M_i`` is the inverse of the forward distortion and ``t_i`` its translation, so a
-distortion turns the image about its centre, then shifts it. Nearest neighbour copies input
-values, so 0/1 images stay 0/1; with ``M = I`` and ``t = 0`` every source is an exact integer
-and the output equals the input bit for bit.
+distortion turns the image about its centre, then shifts it.
+
+* :func:`affine_nearest` takes the nearest pixel (``floor(s + 0.5)``); a source outside the
+  image gives ``fill``. It copies input values, so 0/1 images stay 0/1.
+* :func:`affine_bilinear` weighs the four pixels around the source by their distances; a
+  neighbour outside the image counts as ``fill``. Every output is a weighted mean of input
+  values and ``fill``, so it stays within their range.
+
+With ``M = I`` and ``t = 0`` every source is an exact integer and both return the input bit
+for bit.
 """
 
 import numba
@@ -67,4 +74,84 @@ def affine_nearest_reference(images, inverse, shift, fill):
         picked = images[i][np.where(inside, sy, 0).astype(np.int64),
                            np.where(inside, sx, 0).astype(np.int64)]
         out[i] = np.where(inside, picked, images.dtype.type(fill))
+    return out
+
+
+@numba.njit(cache=True)
+def affine_bilinear(images, inverse, shift, fill, out):
+    """Warp every image through its inverse map with bilinear interpolation (see the module
+    docstring), in place.
+
+    Parameters
+    ----------
+    images : (n, H, W) float array
+    inverse : (n, 2, 2) float64 array, the inverse linear part ``M_i`` in (row, column) order
+    shift : (n, 2) float64 array, the translation ``(ty_i, tx_i)`` in pixels
+    fill : float, value of neighbours that lie outside the image
+    out : (n, H, W) array of the images' dtype, written
+    """
+    n, h, w = images.shape
+    cy = (h - 1) / 2.0
+    cx = (w - 1) / 2.0
+    for i in range(n):
+        m00 = inverse[i, 0, 0]
+        m01 = inverse[i, 0, 1]
+        m10 = inverse[i, 1, 0]
+        m11 = inverse[i, 1, 1]
+        ty = shift[i, 0]
+        tx = shift[i, 1]
+        for r in range(h):
+            dy = r - cy - ty
+            for c in range(w):
+                dx = c - cx - tx
+                sy = m00 * dy + m01 * dx + cy
+                sx = m10 * dy + m11 * dx + cx
+                y0 = np.floor(sy)
+                x0 = np.floor(sx)
+                fy = sy - y0
+                fx = sx - x0
+                acc = 0.0
+                for a in range(2):
+                    wy = fy if a else 1.0 - fy
+                    if wy == 0.0:
+                        continue  # so an exact source reads one pixel, and the identity is exact
+                    yy = int(y0) + a
+                    for b in range(2):
+                        wx = fx if b else 1.0 - fx
+                        if wx == 0.0:
+                            continue
+                        xx = int(x0) + b
+                        if 0 <= yy < h and 0 <= xx < w:
+                            value = images[i, yy, xx]
+                        else:
+                            value = fill
+                        acc += wy * wx * value
+                out[i, r, c] = acc
+    return out
+
+
+def affine_bilinear_reference(images, inverse, shift, fill):
+    """Slow, obvious NumPy version of :func:`affine_bilinear` (returns a new array)."""
+    n, h, w = images.shape
+    cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+    padded = np.full((n, h + 2, w + 2), fill, dtype=np.float64)  # a ring of fill around
+    padded[:, 1:-1, 1:-1] = images
+    out = np.empty_like(images)
+    rows, cols = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64),
+                             indexing="ij")
+    for i in range(n):
+        dy = rows - cy - shift[i, 0]
+        dx = cols - cx - shift[i, 1]
+        sy = inverse[i, 0, 0] * dy + inverse[i, 0, 1] * dx + cy
+        sx = inverse[i, 1, 0] * dy + inverse[i, 1, 1] * dx + cx
+        y0, x0 = np.floor(sy), np.floor(sx)
+        fy, fx = sy - y0, sx - x0
+        total = np.zeros((h, w))
+        for a, wy in ((0, 1.0 - fy), (1, fy)):
+            for b, wx in ((0, 1.0 - fx), (1, fx)):
+                # Indices into the padded image; anything beyond the ring is fill as well.
+                yy = np.clip(y0 + a + 1, 0, h + 1).astype(np.int64)
+                xx = np.clip(x0 + b + 1, 0, w + 1).astype(np.int64)
+                total += wy * wx * padded[i, yy, xx]
+        out[i] = total
     return out

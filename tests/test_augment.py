@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from minireptile.kernels.affine import affine_nearest, affine_nearest_reference
+from minireptile.kernels.affine import (affine_bilinear, affine_bilinear_reference,
+                                        affine_nearest, affine_nearest_reference)
 
 from minireptile.data import ClassSet, ImagePool
 from minireptile.errors import InputError
@@ -84,6 +85,68 @@ def test_known_maps_shift_and_quarter_turn():
     quarter = np.array([[[0.0, 1.0], [-1.0, 0.0]]] * 2)
     turned = affine_nearest(images, quarter, np.zeros((2, 2)), 9.0, np.empty_like(images))
     np.testing.assert_array_equal(turned, np.rot90(images, k=1, axes=(1, 2)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 4), h=st.integers(1, 12), w=st.integers(1, 12),
+       seed=st.integers(0, 2**32 - 1), spread=st.floats(0.0, 2.0),
+       fill=st.sampled_from([0.0, 1.0, 0.5]), dtype=st.sampled_from([np.float32, np.float64]))
+def test_bilinear_kernel_matches_the_numpy_reference(n, h, w, seed, spread, fill, dtype):
+    rng = np.random.default_rng(seed)
+    images = rng.random((n, h, w)).astype(dtype)
+    inverse = np.eye(2) + spread * rng.uniform(-1, 1, (n, 2, 2))
+    shift = 3 * spread * rng.uniform(-1, 1, (n, 2))
+    shift[rng.random((n, 2)) < 0.3] = 0.5  # sources exactly between pixels
+    got = affine_bilinear(images, inverse, shift, fill, np.empty_like(images))
+    want = affine_bilinear_reference(images, inverse, shift, fill)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-12,
+                               atol=1e-7 if dtype == np.float32 else 1e-14)
+    # Weighted means of the inputs and the fill: never outside their range.
+    low, high = min(images.min(), fill), max(images.max(), fill)
+    assert got.min() >= low - 1e-6 and got.max() <= high + 1e-6
+
+
+def test_bilinear_known_maps():
+    rng = np.random.default_rng(5)
+    images = rng.random((2, 6, 7))
+    identity = np.tile(np.eye(2), (2, 1, 1))
+    # Half a pixel to the right: every output is the mean of two horizontal neighbours, and
+    # the first column the mean of the fill and the first input column.
+    half = affine_bilinear(images, identity, np.array([[0.0, 0.5]] * 2), 3.0,
+                           np.empty_like(images))
+    np.testing.assert_allclose(half[:, :, 1:], (images[:, :, 1:] + images[:, :, :-1]) / 2)
+    np.testing.assert_allclose(half[:, :, 0], (images[:, :, 0] + 3.0) / 2)
+    # A whole-pixel shift and a quarter turn read single pixels, as nearest neighbour does.
+    down = affine_bilinear(images, identity, np.array([[1.0, 0.0]] * 2), 9.0,
+                           np.empty_like(images))
+    np.testing.assert_array_equal(down, affine_nearest(images, identity,
+                                                       np.array([[1.0, 0.0]] * 2), 9.0,
+                                                       np.empty_like(images)))
+    square = images[:, :6, :6].copy()
+    quarter = np.array([[[0.0, 1.0], [-1.0, 0.0]]] * 2)
+    turned = affine_bilinear(square, quarter, np.zeros((2, 2)), 9.0, np.empty_like(square))
+    np.testing.assert_allclose(turned, np.rot90(square, k=1, axes=(1, 2)), atol=1e-12)
+
+
+def test_bilinear_augmentation_identity_range_and_determinism():
+    rng = np.random.default_rng(6)
+    images = binary_images(rng, 8, 28, 28)
+    identity = AffineAugmentation(0.0, 0.0, 0.0, 0.0, interpolation="bilinear")
+    np.testing.assert_array_equal(identity.apply(images, rng), images)
+    bilinear = AffineAugmentation(interpolation="bilinear")
+    a = bilinear.apply(images, np.random.default_rng(7))
+    np.testing.assert_array_equal(a, bilinear.apply(images, np.random.default_rng(7)))
+    assert a.dtype == np.float32 and a.min() >= 0.0 and a.max() <= 1.0
+    assert len(np.unique(a)) > 2  # resampled smoothly: grey levels between 0 and 1
+    # The interpolation changes how images are resampled, not which distortions are drawn.
+    after_bilinear, after_nearest = np.random.default_rng(7), np.random.default_rng(7)
+    bilinear.apply(images, after_bilinear)
+    AffineAugmentation().apply(images, after_nearest)
+    assert after_bilinear.random() == after_nearest.random()
+    with pytest.raises(InputError, match="interpolation='cubic': expected one of nearest, "
+                                         "bilinear"):
+        AffineAugmentation(interpolation="cubic")
 
 
 def test_distortions_stay_within_their_ranges():

@@ -17,6 +17,7 @@ from minireptile.data.classes import augment_rotations
 from minireptile.errors import InputError
 from minireptile.npzfile import load_npz
 from minireptile.problems.tasks import sample_eval_task, sample_task
+from minireptile.runs.config import TrainConfig
 
 SIZES = {"Alpha": 7, "Beta": 3, "Gamma": 5, "Delta": 2, "Epsilon": 9}
 
@@ -131,7 +132,8 @@ def test_cli_too_many_classes_exits_2_naming_the_largest_alphabet(three_alphabet
 
 @pytest.mark.parametrize("flag, value", [("--augment-scale", "-0.2"),
                                          ("--augment-rotation", "180"),
-                                         ("--augment-rotation", "200")])
+                                         ("--augment-rotation", "200"),
+                                         ("--augment-interpolation", "cubic")])
 def test_cli_bad_augmentation_ranges_exit_2(flag, value, three_alphabets, tmp_path, capsys):
     try:  # refused when parsing (a negative range) or when the run is configured
         code = main(_train_args(three_alphabets, tmp_path / "run", "--augment", flag, value))
@@ -161,6 +163,25 @@ def test_run_stores_the_setting_and_evaluation_reuses_it(three_alphabets, tmp_pa
     # Resuming needs the same setting, like any other.
     code = main(_train_args(three_alphabets, run, "--classes", "4", "--augment", "--resume"))
     assert code == 2 and "no --within-alphabet (checkpoint: True)" in capsys.readouterr().err
+
+
+def test_bilinear_distortions_are_stored_and_reach_training(three_alphabets, tmp_path, capsys):
+    runs = {}
+    for interpolation in ("nearest", "bilinear"):
+        run = tmp_path / interpolation
+        assert main(_train_args(three_alphabets, run, "--classes", "4", "--augment",
+                                "--augment-interpolation", interpolation)) == 0
+        phi, meta = load_npz(run / "checkpoint.npz")
+        config = TrainConfig.from_dict(meta["config"])
+        assert config.augmentation().interpolation == interpolation
+        runs[interpolation] = phi["phi"]
+    # The same seed draws the same distortions; only their resampling differs.
+    assert not np.array_equal(runs["nearest"], runs["bilinear"])
+    capsys.readouterr()
+    code = main(_train_args(three_alphabets, tmp_path / "bilinear", "--classes", "4",
+                            "--augment", "--resume"))
+    assert code == 2
+    assert "--augment-interpolation 'nearest' (checkpoint: 'bilinear')" in capsys.readouterr().err
 
 
 def test_eval_within_alphabet_on_a_run_trained_on_random_tasks(three_alphabets, tmp_path,

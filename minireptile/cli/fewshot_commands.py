@@ -104,8 +104,9 @@ TRAINING_SETTINGS = ("train_shots", "meta_step", "meta_step_final", "meta_batch"
                      "eval_interval", "foml", "foml_tail", "maml", "combination", "outer",
                      "checkpoint_interval", "filters", "pretrain_steps", "pretrain_batch",
                      "pretrain_learning_rate")
-AFFINE_RANGES = ("augment_rotation", "augment_shear", "augment_scale", "augment_translate")
-ONESHOT_SETTINGS = ("within_alphabet", "augment", "eval_augment") + AFFINE_RANGES
+AFFINE_SETTINGS = ("augment_rotation", "augment_shear", "augment_scale", "augment_translate",
+                   "augment_interpolation")
+ONESHOT_SETTINGS = ("within_alphabet", "augment", "eval_augment") + AFFINE_SETTINGS
 
 
 def register_train(sub, dataset):
@@ -161,7 +162,7 @@ def register_eval(sub, dataset):
                         "on (the output then says the accuracy is not a held-out one)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     if dataset.alphabets:
-        add_setting_options(p, TrainConfig, ("within_alphabet", "eval_augment") + AFFINE_RANGES,
+        add_setting_options(p, TrainConfig, ("within_alphabet", "eval_augment") + AFFINE_SETTINGS,
                             defaults=False)
     add_ensemble_arguments(p)
     add_parallel_arguments(p)

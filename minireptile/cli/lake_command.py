@@ -4,7 +4,7 @@ import argparse
 
 from ..errors import InputError
 from ..runs.config import TrainConfig
-from .fewshot_commands import AFFINE_RANGES
+from .fewshot_commands import AFFINE_SETTINGS
 from .options import (
     add_ensemble_arguments,
     add_parallel_arguments,
@@ -16,7 +16,7 @@ from .options import (
 
 NUM_RUNS = 20  # Lake's runs, each 20-way with one test image per class
 # The evaluation settings a command line may change from the run's.
-LAKE_OVERRIDES = ("eval_batch", "eval_iters", "transductive", "eval_augment") + AFFINE_RANGES
+LAKE_OVERRIDES = ("eval_batch", "eval_iters", "transductive", "eval_augment") + AFFINE_SETTINGS
 
 
 def register_eval(sub):

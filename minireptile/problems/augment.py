@@ -9,10 +9,13 @@ draws each of these seven numbers independently and uniformly in ``[−range, ra
     A = R(θ) · [[1, ρy], [ρx, 1]] · diag(sy, sx)        (row, column) coordinates
 
 about the image centre, then the shift, and resamples the image by nearest neighbour
-(:func:`minireptile.kernels.affine.affine_nearest`). Nearest neighbour copies input pixels,
-so Omniglot's 0/1 images stay 0/1; pixels that come from outside the image take the
+(:func:`minireptile.kernels.affine.affine_nearest`, the default) or bilinearly
+(``interpolation="bilinear"``, :func:`~minireptile.kernels.affine.affine_bilinear`). Nearest
+neighbour copies input pixels, so Omniglot's 0/1 images stay 0/1; bilinear interpolation
+gives weighted means, which stay within the range of the input values and ``fill`` and draw
+smooth strokes rather than jagged ones. Pixels that come from outside the image take the
 background value ``fill`` (1.0, Omniglot's white). With every range 0 the images come back
-unchanged, bit for bit.
+unchanged, bit for bit, with either interpolation.
 
 Only training tasks are distorted (the inner loop of a meta-iteration); evaluation tasks are
 never touched. The draws come from the generator of the task being trained, which is seeded
@@ -33,6 +36,7 @@ DEFAULT_ROTATION = 10.0
 DEFAULT_SHEAR = 0.3
 DEFAULT_SCALE = 0.2
 DEFAULT_TRANSLATE = 2.0
+INTERPOLATIONS = ("nearest", "bilinear")
 
 
 def _check_range(name, value, upper=None, unit=""):
@@ -60,6 +64,8 @@ class AffineAugmentation:
         Largest shift in pixels, ≥ 0.
     fill : float
         Value of pixels that come from outside the image.
+    interpolation : {"nearest", "bilinear"}
+        How a distorted image is resampled (see the module docstring).
     """
 
     rotation: float = DEFAULT_ROTATION
@@ -67,6 +73,7 @@ class AffineAugmentation:
     scale: float = DEFAULT_SCALE
     translate: float = DEFAULT_TRANSLATE
     fill: float = 1.0
+    interpolation: str = "nearest"
 
     def __post_init__(self):
         object.__setattr__(self, "rotation", _check_range("rotation", self.rotation,
@@ -78,6 +85,9 @@ class AffineAugmentation:
                                                            self.translate, unit=" pixels"))
         if not math.isfinite(self.fill):
             raise InputError(f"the fill value must be finite, got {self.fill!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise InputError(f"interpolation={self.interpolation!r}: expected one of "
+                             f"{', '.join(INTERPOLATIONS)}")
 
     def sample(self, count, rng):
         """Draw ``count`` distortions.
@@ -110,17 +120,20 @@ class AffineAugmentation:
 
         Returns
         -------
-        (n, H, W) array of the same dtype, every value an input value or ``fill``.
+        (n, H, W) array of the same dtype: every value an input value or ``fill`` (nearest),
+        or a weighted mean of them (bilinear).
         """
-        from ..kernels.affine import affine_nearest
+        from ..kernels import affine
 
+        warp = affine.affine_nearest if self.interpolation == "nearest" else \
+            affine.affine_bilinear
         images = np.asarray(images)
         if images.ndim != 3 or images.dtype not in (np.float32, np.float64):
             raise InputError(f"affine augmentation takes (n, H, W) float images, got a "
                              f"{images.dtype} array of shape {images.shape}")
         inverse, shift = self.sample(len(images), rng)
         out = np.empty_like(images)
-        return affine_nearest(np.ascontiguousarray(images), inverse, shift, self.fill, out)
+        return warp(np.ascontiguousarray(images), inverse, shift, self.fill, out)
 
     def augment_task(self, task, rng):
         """The task with distorted images and the same labels."""

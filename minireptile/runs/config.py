@@ -18,6 +18,7 @@ from ..problems.augment import (
     DEFAULT_SCALE,
     DEFAULT_SHEAR,
     DEFAULT_TRANSLATE,
+    INTERPOLATIONS,
     AffineAugmentation,
 )
 from ..problems.fewshot import FewShotLearner, InnerConfig
@@ -103,6 +104,10 @@ class TrainConfig:
         "largest relative change of scale (0.2: scales 0.8 to 1.2)")
     augment_translate: float = setting(DEFAULT_TRANSLATE, NON_NEGATIVE,
                                        "largest shift in pixels", metavar="PIXELS")
+    augment_interpolation: str = setting(
+        "nearest", choice(*INTERPOLATIONS),
+        "how a distorted image is resampled: nearest keeps 0/1 images 0/1; bilinear draws "
+        "smooth strokes with grey edges")
     # Beyond the reference: supervised pre-training of the body on every training class
     # before meta-training (see minireptile.problems.pretrain).
     pretrain_steps: int = setting(
@@ -150,12 +155,12 @@ class TrainConfig:
 
     def augmentation(self):
         """The :class:`AffineAugmentation` of training tasks, or None without ``augment``."""
-        return self._affine_ranges() if self.augment else None
+        return self._affine_augmentation() if self.augment else None
 
     def eval_augmentation(self):
         """The :class:`AffineAugmentation` of fine-tuning at evaluation, or None without
         ``eval_augment``."""
-        return self._affine_ranges() if self.eval_augment else None
+        return self._affine_augmentation() if self.eval_augment else None
 
     def pretraining(self, model, train_classes):
         """The :class:`~minireptile.problems.pretrain.Pretraining` of ``model`` on
@@ -168,9 +173,10 @@ class TrainConfig:
                            self.pretrain_learning_rate, np.random.default_rng(self.seed + 1000),
                            self.augmentation())
 
-    def _affine_ranges(self):
+    def _affine_augmentation(self):
         return AffineAugmentation(self.augment_rotation, self.augment_shear,
-                                  self.augment_scale, self.augment_translate)
+                                  self.augment_scale, self.augment_translate,
+                                  interpolation=self.augment_interpolation)
 
     def algorithm(self):
         """The algorithm these settings choose (:mod:`minireptile.algorithms.directions`)."""
