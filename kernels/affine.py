@@ -23,6 +23,16 @@ import numba
 import numpy as np
 
 
+@numba.njit(cache=True, inline="always")
+def _source(inverse, shift, i, r, c, cy, cx):
+    """Where output pixel ``(r, c)`` of image ``i`` reads the input: ``(sy, sx)``, unrounded
+    (see the module docstring)."""
+    dy = r - cy - shift[i, 0]
+    dx = c - cx - shift[i, 1]
+    return (inverse[i, 0, 0] * dy + inverse[i, 0, 1] * dx + cy,
+            inverse[i, 1, 0] * dy + inverse[i, 1, 1] * dx + cx)
+
+
 @numba.njit(cache=True)
 def affine_nearest(images, inverse, shift, fill, out):
     """Warp every image through its inverse map (see the module docstring), in place.
@@ -39,18 +49,11 @@ def affine_nearest(images, inverse, shift, fill, out):
     cy = (h - 1) / 2.0
     cx = (w - 1) / 2.0
     for i in range(n):
-        m00 = inverse[i, 0, 0]
-        m01 = inverse[i, 0, 1]
-        m10 = inverse[i, 1, 0]
-        m11 = inverse[i, 1, 1]
-        ty = shift[i, 0]
-        tx = shift[i, 1]
         for r in range(h):
-            dy = r - cy - ty
             for c in range(w):
-                dx = c - cx - tx
-                sy = np.floor(m00 * dy + m01 * dx + cy + 0.5)
-                sx = np.floor(m10 * dy + m11 * dx + cx + 0.5)
+                sy, sx = _source(inverse, shift, i, r, c, cy, cx)
+                sy = np.floor(sy + 0.5)
+                sx = np.floor(sx + 0.5)
                 if 0.0 <= sy < h and 0.0 <= sx < w:
                     out[i, r, c] = images[i, int(sy), int(sx)]
                 else:
@@ -94,18 +97,9 @@ def affine_bilinear(images, inverse, shift, fill, out):
     cy = (h - 1) / 2.0
     cx = (w - 1) / 2.0
     for i in range(n):
-        m00 = inverse[i, 0, 0]
-        m01 = inverse[i, 0, 1]
-        m10 = inverse[i, 1, 0]
-        m11 = inverse[i, 1, 1]
-        ty = shift[i, 0]
-        tx = shift[i, 1]
         for r in range(h):
-            dy = r - cy - ty
             for c in range(w):
-                dx = c - cx - tx
-                sy = m00 * dy + m01 * dx + cy
-                sx = m10 * dy + m11 * dx + cx
+                sy, sx = _source(inverse, shift, i, r, c, cy, cx)
                 y0 = np.floor(sy)
                 x0 = np.floor(sx)
                 fy = sy - y0

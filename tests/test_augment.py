@@ -20,20 +20,35 @@ def binary_images(rng, n, h, w, dtype=np.float32):
     return (rng.random((n, h, w)) > 0.7).astype(dtype)
 
 
-@settings(max_examples=60, deadline=None)
+KERNELS = {"nearest": (affine_nearest, affine_nearest_reference),
+           "bilinear": (affine_bilinear, affine_bilinear_reference)}
+
+
+@settings(max_examples=120, deadline=None)
 @given(n=st.integers(1, 4), h=st.integers(1, 12), w=st.integers(1, 12),
        seed=st.integers(0, 2**32 - 1), spread=st.floats(0.0, 2.0),
-       fill=st.sampled_from([0.0, 1.0, 0.5]), dtype=st.sampled_from([np.float32, np.float64]))
-def test_kernel_matches_the_numpy_reference(n, h, w, seed, spread, fill, dtype):
+       fill=st.sampled_from([0.0, 1.0, 0.5]), dtype=st.sampled_from([np.float32, np.float64]),
+       interpolation=st.sampled_from(sorted(KERNELS)))
+def test_kernels_match_their_numpy_references(n, h, w, seed, spread, fill, dtype,
+                                              interpolation):
+    kernel, reference = KERNELS[interpolation]
     rng = np.random.default_rng(seed)
     images = rng.random((n, h, w)).astype(dtype)
     inverse = np.eye(2) + spread * rng.uniform(-1, 1, (n, 2, 2))
     shift = 3 * spread * rng.uniform(-1, 1, (n, 2))
     # Half-pixel shifts put sources exactly between pixels: both must round them alike.
     shift[rng.random((n, 2)) < 0.3] = 0.5
-    got = affine_nearest(images, inverse, shift, fill, np.empty_like(images))
-    np.testing.assert_array_equal(got, affine_nearest_reference(images, inverse, shift, fill))
+    got = kernel(images, inverse, shift, fill, np.empty_like(images))
+    want = reference(images, inverse, shift, fill)
     assert got.dtype == dtype
+    if interpolation == "nearest":
+        np.testing.assert_array_equal(got, want)
+    else:  # sums of products, to rounding
+        np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-12,
+                                   atol=1e-7 if dtype == np.float32 else 1e-14)
+        # Weighted means of the inputs and the fill: never outside their range.
+        low, high = min(images.min(), fill), max(images.max(), fill)
+        assert got.min() >= low - 1e-6 and got.max() <= high + 1e-6
 
 
 @settings(max_examples=30, deadline=None)
@@ -85,26 +100,6 @@ def test_known_maps_shift_and_quarter_turn():
     quarter = np.array([[[0.0, 1.0], [-1.0, 0.0]]] * 2)
     turned = affine_nearest(images, quarter, np.zeros((2, 2)), 9.0, np.empty_like(images))
     np.testing.assert_array_equal(turned, np.rot90(images, k=1, axes=(1, 2)))
-
-
-@settings(max_examples=60, deadline=None)
-@given(n=st.integers(1, 4), h=st.integers(1, 12), w=st.integers(1, 12),
-       seed=st.integers(0, 2**32 - 1), spread=st.floats(0.0, 2.0),
-       fill=st.sampled_from([0.0, 1.0, 0.5]), dtype=st.sampled_from([np.float32, np.float64]))
-def test_bilinear_kernel_matches_the_numpy_reference(n, h, w, seed, spread, fill, dtype):
-    rng = np.random.default_rng(seed)
-    images = rng.random((n, h, w)).astype(dtype)
-    inverse = np.eye(2) + spread * rng.uniform(-1, 1, (n, 2, 2))
-    shift = 3 * spread * rng.uniform(-1, 1, (n, 2))
-    shift[rng.random((n, 2)) < 0.3] = 0.5  # sources exactly between pixels
-    got = affine_bilinear(images, inverse, shift, fill, np.empty_like(images))
-    want = affine_bilinear_reference(images, inverse, shift, fill)
-    assert got.dtype == dtype
-    np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-12,
-                               atol=1e-7 if dtype == np.float32 else 1e-14)
-    # Weighted means of the inputs and the fill: never outside their range.
-    low, high = min(images.min(), fill), max(images.max(), fill)
-    assert got.min() >= low - 1e-6 and got.max() <= high + 1e-6
 
 
 def test_bilinear_known_maps():
