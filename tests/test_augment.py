@@ -292,5 +292,11 @@ def test_an_evaluation_record_never_answers_for_fine_tuning_with_distortions(tmp
     distorted = evaluate(None)
     assert not np.array_equal(plain, distorted)
     np.testing.assert_array_equal(evaluate(tmp_path), distorted)
+    # Nor does a record of the same distortions resampled another way.
+    learner.eval_augmentation = AffineAugmentation(rotation=90.0, shear=0.5, scale=0.5,
+                                                   translate=5.0, interpolation="bilinear")
+    smooth = evaluate(None)
+    assert not np.array_equal(smooth, distorted)
+    np.testing.assert_array_equal(evaluate(tmp_path), smooth)
     learner.eval_augmentation = None
     np.testing.assert_array_equal(evaluate(tmp_path), plain)

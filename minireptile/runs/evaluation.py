@@ -106,7 +106,10 @@ def evaluate_splits(learner, splits, names, settings, num_samples, rng, executor
         key["task_kinds"] = kinds
     # Fine-tuning on distorted support images is another evaluation (absent from older keys).
     if learner.eval_augmentation is not None:
-        key["eval_augmentation"] = asdict(learner.eval_augmentation)
+        augmentation = asdict(learner.eval_augmentation)
+        if augmentation["interpolation"] == "nearest":  # keys made before the choice existed
+            del augmentation["interpolation"]
+        key["eval_augmentation"] = augmentation
     path = record_path(record_dir, key) if record_dir is not None else None
     record, found_in = _read_record(path, key), path
     if not record and record_dir is not None:
