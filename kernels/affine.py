@@ -83,16 +83,8 @@ def affine_nearest_reference(images, inverse, shift, fill):
 @numba.njit(cache=True)
 def affine_bilinear(images, inverse, shift, fill, out):
     """Warp every image through its inverse map with bilinear interpolation (see the module
-    docstring), in place.
-
-    Parameters
-    ----------
-    images : (n, H, W) float array
-    inverse : (n, 2, 2) float64 array, the inverse linear part ``M_i`` in (row, column) order
-    shift : (n, 2) float64 array, the translation ``(ty_i, tx_i)`` in pixels
-    fill : float, value of neighbours that lie outside the image
-    out : (n, H, W) array of the images' dtype, written
-    """
+    docstring), in place. Parameters as :func:`affine_nearest`'s, ``fill`` being the value
+    of neighbours that lie outside the image."""
     n, h, w = images.shape
     cy = (h - 1) / 2.0
     cx = (w - 1) / 2.0
