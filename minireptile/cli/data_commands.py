@@ -8,7 +8,7 @@ import argparse
 import time
 
 from ..data import download
-from ..data.omniglot import NUM_TRAIN_CHARACTERS
+from ..data.omniglot import NUM_TRAIN_CHARACTERS, RENDERINGS
 from ..errors import InputError
 from .options import add_parallel_arguments, non_negative_int
 
@@ -21,8 +21,9 @@ def _release_name(text):
 
 
 def add_omniglot_arguments(parser, evaluating=False, required=None):
-    """``--data`` (repeatable), ``--num-train``, ``--train-alphabet``, ``--cache-dir``,
-    ``--no-cache``. With ``evaluating``, ``--data`` and the split default to the run's;
+    """``--data`` (repeatable), ``--num-train``, ``--train-alphabet``, ``--render``,
+    ``--cache-dir``, ``--no-cache``. With ``evaluating``, ``--data``, the split and the
+    rendering default to the run's;
     ``required`` (default: not ``evaluating``) says whether ``--data`` must be given."""
     required = not evaluating if required is None else required
     parser.add_argument("--data", action="append", required=required, metavar="PATH",
@@ -37,7 +38,23 @@ def add_omniglot_arguments(parser, evaluating=False, required=None):
     parser.add_argument("--train-alphabet", action="append", metavar="NAME",
                         help="split by alphabet instead: this alphabet trains (repeatable), "
                              "all others test")
+    add_render_argument(parser, evaluating)
     add_cache_arguments(parser)
+
+
+def add_render_argument(parser, evaluating=False):
+    """``--render {nearest,area}``: how each 105×105 drawing is shrunk to 28×28."""
+    parser.add_argument("--render", choices=RENDERINGS, default=None,
+                        help="how each drawing is shrunk to 28×28: nearest (the reference: "
+                             "one input pixel of about 14, black or white) or area (grey: the "
+                             "share of the pixels covered that is white, every stroke kept); "
+                             + ("default: the run's, and only the run's is accepted"
+                                if evaluating else "default nearest"))
+
+
+def rendering(args):
+    """The ``--render`` in effect (``"nearest"`` unless given)."""
+    return getattr(args, "render", None) or "nearest"
 
 
 def add_cache_arguments(parser):
@@ -55,9 +72,11 @@ def split_options(args):
     if not hasattr(args, "num_train"):
         return {}
     if args.train_alphabet:
-        return {"num_train": None, "train_alphabet": list(args.train_alphabet)}
-    return {"num_train": NUM_TRAIN_CHARACTERS if args.num_train is None else args.num_train,
-            "train_alphabet": None}
+        options = {"num_train": None, "train_alphabet": list(args.train_alphabet)}
+    else:
+        options = {"num_train": NUM_TRAIN_CHARACTERS if args.num_train is None
+                   else args.num_train, "train_alphabet": None}
+    return {**options, "render": rendering(args)}
 
 
 def omniglot_from_args(args, rng, augment=True, progress=True):
@@ -68,7 +87,7 @@ def omniglot_from_args(args, rng, augment=True, progress=True):
     return omniglot_splits(args.data, rng, num_train=num_train,
                            train_alphabets=args.train_alphabet, augment=augment,
                            cache_dir=args.cache_dir, use_cache=not args.no_cache,
-                           progress=progress)
+                           progress=progress, render=rendering(args))
 
 
 def register(subparsers):
@@ -124,7 +143,7 @@ def run_info(args):
 
     start = time.perf_counter()
     classes = load_omniglot(args.data, cache_dir=args.cache_dir, use_cache=not args.no_cache,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, render=rendering(args))
     seconds = time.perf_counter() - start
     print(f"{len(alphabets(classes))} alphabets, {len(classes)} characters, "
           f"{len(classes.pool.images)} images of {classes.pool.images.shape[1:]} "

@@ -31,7 +31,8 @@ from ..runs.run import (
     open_run,
     restore_learner,
 )
-from ..runs.rundata import SPLIT_OPTIONS, check_no_overlap, content_hash, describe_data
+from ..runs.rundata import (SPLIT_OPTIONS, check_no_overlap, check_render, content_hash,
+                             describe_data)
 from ..runs.training import train
 from ..stats import format_interval
 from .data_commands import (
@@ -353,6 +354,8 @@ def _reuse_split(args, record):
         if args.data is None:
             raise InputError("this checkpoint predates stored data records; give --data")
         return []
+    if hasattr(args, "render"):
+        args.render = check_render(record, args.render)
     if args.data is None:
         sources = record.get("sources") or []
         missing = [p for p in sources if not os.path.exists(p)]

@@ -18,7 +18,8 @@ NOT_SENT = ("run", "few_shot", "grid", "grid_actions", "out", "no_plot", "worker
             "scheduler", "checkpoint", "resume", "pretrained", "no_progress", "command",
             "dataset")
 # Settings of the data set a worker loads for a point (with the seed: it splits Omniglot).
-DATA_SETTINGS = ("data", "num_train", "train_alphabet", "cache_dir", "no_cache", "seed")
+DATA_SETTINGS = ("data", "num_train", "train_alphabet", "render", "cache_dir", "no_cache",
+                 "seed")
 # Loaded data sets of this process, newest last: (key, splits).
 _loaded = []
 _KEEP_LOADED = 2

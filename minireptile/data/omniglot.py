@@ -7,7 +7,8 @@ Layout (``images_background``, ``images_evaluation`` and the two ``_small`` sets
 Preprocessing matches the reference implementation (openai/supervised-reptile, ``omniglot.py``):
 ``Image.open(f).resize((28, 28))``. Pillow resizes 1-bit images with nearest neighbour
 whatever the filter argument, so the result stays 1-bit; ``numpy.array`` of it is boolean and
-``astype(float32)`` gives background 1.0 and strokes 0.0. We keep that polarity. Rotation
+``astype(float32)`` gives background 1.0 and strokes 0.0. We keep that polarity, also for
+the grey ``render="area"`` images (the share of each pixel left white). Rotation
 augmentation (``Image.rotate`` by 90°, 180°, 270°, counter-clockwise) equals ``numpy.rot90``
 on a square image and is applied when images are fetched (see :mod:`.pool`).
 
@@ -31,19 +32,40 @@ from .cache import load_cached
 from .classes import ClassSet, ImagePool, augment_rotations, merge_pools, split_classes
 
 IMAGE_SIZE = 28
+# How a 105×105 drawing becomes IMAGE_SIZE×IMAGE_SIZE (see decode_image).
+RENDERINGS = ("nearest", "area")
 NUM_TRAIN_CHARACTERS = 1200
 # An Omniglot or Lake PNG is 1-3 KB; a zip member declaring more is not one (a "zip bomb"
 # would otherwise be inflated into memory before anything could look at it).
 MAX_IMAGE_BYTES = 8 << 20
 FETCH_HINT = "download it with `minireptile data omniglot --dest DIR`"
 
-__all__ = ["IMAGE_SIZE", "check_member_size", "decode_image", "read_omniglot_source", "load_omniglot_source",
+__all__ = ["IMAGE_SIZE", "RENDERINGS", "check_member_size", "check_rendering", "decode_image", "read_omniglot_source", "load_omniglot_source",
            "load_omniglot", "split_by_character", "split_by_alphabet", "alphabets",
            "omniglot_splits", "augment_rotations"]
 
 
-def decode_image(data, where, size=IMAGE_SIZE):
-    """Decode one Omniglot PNG as the reference does.
+def check_rendering(render):
+    """``render`` if it is one of :data:`RENDERINGS`, else :class:`InputError`."""
+    if render not in RENDERINGS:
+        raise InputError(f"render={render!r}: expected one of {', '.join(RENDERINGS)} "
+                         "(how a drawing is shrunk to 28×28)")
+    return render
+
+
+def render_scale(render):
+    """``images * render_scale(render)`` are the pixel values in [0, 1] the networks see."""
+    return 1.0 if check_rendering(render) == "nearest" else 1 / 255
+
+
+def decode_image(data, where, size=IMAGE_SIZE, render="nearest"):
+    """Decode one Omniglot PNG and shrink it to ``size``×``size``.
+
+    ``render="nearest"`` does what the reference does, ``Image.open(f).resize((28, 28))``:
+    Pillow resizes a 1-bit image by nearest neighbour, so each output pixel is one of the
+    about 14 input pixels it covers and thin strokes come out broken. ``render="area"``
+    averages every input pixel an output pixel covers (Pillow's box filter), so each output
+    pixel is the share of its block that is white: a grey image that keeps every stroke.
 
     Parameters
     ----------
@@ -53,11 +75,15 @@ def decode_image(data, where, size=IMAGE_SIZE):
         Path shown in error messages.
     size : int
         Output side length.
+    render : {"nearest", "area"}
+        How the drawing is shrunk (:data:`RENDERINGS`).
 
     Returns
     -------
-    (size, size) uint8 array of 0 (stroke) and 1 (background).
+    (size, size) uint8 array: 0 (stroke) and 1 (background) for ``"nearest"``; 0 (all
+    stroke) to 255 (all background) for ``"area"`` (see :func:`render_scale`).
     """
+    check_rendering(render)
     try:
         img = Image.open(io.BytesIO(data))
         img.load()
@@ -67,6 +93,9 @@ def decode_image(data, where, size=IMAGE_SIZE):
             raise InputError(f"image {where!r} is {width}×{height} pixels; Omniglot drawings "
                              f"are square and at least {size}×{size} (105×105 in the "
                              f"release); re-extract or re-download the data ({FETCH_HINT})")
+        if render == "area":
+            grey = img.convert("L").resize((size, size), Image.Resampling.BOX)
+            return np.array(grey, dtype=np.uint8)
         if img.mode != "1":
             # Not the official 1-bit format: threshold at half intensity so the nearest-
             # neighbour resize below still sees 1-bit pixels.
@@ -151,7 +180,7 @@ def _list_folder(path):
     return _group(rels, path)
 
 
-def read_omniglot_source(path, size=IMAGE_SIZE, progress=True):
+def read_omniglot_source(path, size=IMAGE_SIZE, progress=True, render="nearest"):
     """Decode every image of one source (no cache).
 
     Parameters
@@ -163,13 +192,16 @@ def read_omniglot_source(path, size=IMAGE_SIZE, progress=True):
         Side length after resizing.
     progress : bool
         Show a progress bar while decoding.
+    render : {"nearest", "area"}
+        How each drawing is shrunk (see :func:`decode_image`).
 
     Returns
     -------
     ImagePool with classes ``"Alphabet/characterNN"`` sorted by name, images (n, size, size)
-    uint8 of 0/1, scale 1.
+    uint8: 0/1 with scale 1 (``"nearest"``), 0–255 with scale 1/255 (``"area"``).
     """
     path = os.fspath(path)
+    check_rendering(render)
     if os.path.isdir(path):
         classes = _list_folder(path)
         archive = None
@@ -205,36 +237,43 @@ def read_omniglot_source(path, size=IMAGE_SIZE, progress=True):
                 for j, rel in enumerate(rels):
                     where = (os.path.join(path, rel) if archive is None
                              else f"{path}/{rel}")
-                    batch[j] = decode_image(read(rel), where, size)
+                    batch[j] = decode_image(read(rel), where, size, render)
                     bar.update()
                 images.append(batch)
                 files.append([rel.rsplit("/", 1)[-1] for rel in rels])
     finally:
         if archive is not None:
             archive.close()
-    return ImagePool.from_classes(list(classes), images, files, scale=1.0,
+    return ImagePool.from_classes(list(classes), images, files, scale=render_scale(render),
                                   image_shape=(size, size))
 
 
 def load_omniglot_source(path, size=IMAGE_SIZE, cache_dir=None, use_cache=True,
-                         progress=True):
+                         progress=True, render="nearest"):
     """:func:`read_omniglot_source` through the decoded-image cache (see :mod:`.cache`)."""
     path = os.fspath(path)
+    check_rendering(render)
     if not os.path.exists(path):
         raise InputError(f"data source {path!r} does not exist; give an Omniglot folder or "
                          f"zip, or {FETCH_HINT}")
-    return load_cached("omniglot", path, {"size": size},
-                       lambda: read_omniglot_source(path, size, progress),
+    # The nearest-neighbour key is the one it had before renderings were a choice, so
+    # caches filled then stay valid.
+    key = {"size": size} if render == "nearest" else {"size": size, "render": render}
+    return load_cached("omniglot", path, key,
+                       lambda: read_omniglot_source(path, size, progress, render),
                        cache_dir=cache_dir, use_cache=use_cache)
 
 
-def load_omniglot(sources, size=IMAGE_SIZE, cache_dir=None, use_cache=True, progress=True):
+def load_omniglot(sources, size=IMAGE_SIZE, cache_dir=None, use_cache=True, progress=True,
+                  render="nearest"):
     """Load and merge several sources into one set of characters (unrotated).
 
     Parameters
     ----------
     sources : str or list of str
         Zips or folders (the repeatable ``--data`` option).
+    render : {"nearest", "area"}
+        How each drawing is shrunk (see :func:`decode_image`).
 
     Returns
     -------
@@ -243,7 +282,8 @@ def load_omniglot(sources, size=IMAGE_SIZE, cache_dir=None, use_cache=True, prog
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     sources = [os.fspath(s) for s in sources]
-    pools = [load_omniglot_source(s, size, cache_dir, use_cache, progress) for s in sources]
+    pools = [load_omniglot_source(s, size, cache_dir, use_cache, progress, render)
+             for s in sources]
     pool = pools[0] if len(pools) == 1 else merge_pools(pools, sources)
     return ClassSet(pool)
 
@@ -281,18 +321,19 @@ def split_by_alphabet(classes, train_alphabets):
 
 def omniglot_splits(sources, rng, num_train=NUM_TRAIN_CHARACTERS, train_alphabets=None,
                     augment=True, size=IMAGE_SIZE, cache_dir=None, use_cache=True,
-                    progress=True):
+                    progress=True, render="nearest"):
     """Training and test classes as ``run_omniglot.py`` builds them.
 
     Load and merge ``sources``; split by character (``num_train`` with ``rng``) or, when
     ``train_alphabets`` is given, by alphabet; then augment the *training* classes with
-    rotations (the test classes stay unrotated, as in the reference).
+    rotations (the test classes stay unrotated, as in the reference). ``render`` says how
+    each drawing is shrunk (see :func:`decode_image`).
 
     Returns
     -------
     (train, test) : ClassSets
     """
-    classes = load_omniglot(sources, size, cache_dir, use_cache, progress)
+    classes = load_omniglot(sources, size, cache_dir, use_cache, progress, render)
     if train_alphabets:
         train, test = split_by_alphabet(classes, train_alphabets)
     else:

@@ -6,6 +6,7 @@ A run's checkpoint stores a *data record* (format 2)::
      "sources": ["/abs/path.zip", …],  where they were read (informative only)
      "num_train": 1200,                the split options (None when not applicable)
      "train_alphabet": None,
+     "render": "nearest",              how the drawings were shrunk (absent: "nearest")
      "train_classes": ["Greek/character01", …]}   the classes the network trained on
 
 The content hash is taken over the decoded images and class names, not over paths or file
@@ -21,6 +22,8 @@ import os
 from ..errors import InputError
 
 SPLIT_OPTIONS = ("num_train", "train_alphabet")
+# Runs recorded before the rendering was a choice all used the reference's.
+DEFAULT_RENDER = "nearest"
 
 
 def content_hash(splits):
@@ -46,15 +49,38 @@ def describe_data(splits, sources, options):
     sources : str or list of str
         The ``--data`` value(s).
     options : dict
-        The split options (:data:`SPLIT_OPTIONS`) in effect.
+        The split options (:data:`SPLIT_OPTIONS`) in effect, and ``"render"`` for data
+        that has a choice of rendering (Omniglot).
     """
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     record = {"content": content_hash(splits),
               "sources": [os.path.abspath(os.fspath(p)) for p in sources]}
     record.update({name: options.get(name) for name in SPLIT_OPTIONS})
+    if "render" in options:
+        record["render"] = options["render"]
     record["train_classes"] = splits["train"].base_names()
     return record
+
+
+def recorded_render(record):
+    """How the run's drawings were shrunk (see :func:`minireptile.data.omniglot.decode_image`);
+    ``record`` may be None (a checkpoint that predates data records)."""
+    return (record or {}).get("render") or DEFAULT_RENDER
+
+
+def check_render(record, render, what="evaluate"):
+    """Refuse images rendered otherwise than the run's: a network trained on one rendering
+    scores the other below what it learnt, and nothing in the figure would say so.
+
+    Returns ``render`` when given, else the run's.
+    """
+    trained = recorded_render(record)
+    if render is not None and render != trained:
+        raise InputError(f"render={render!r}: the run was trained on images rendered "
+                         f"{trained!r} and can only {what} on those; give render={trained!r} "
+                         "or leave it out")
+    return trained
 
 
 def overlap(record, classes):
