@@ -61,6 +61,7 @@ def main(argv=None):
     from minireptile.parallel.executor import task_seeds
     from minireptile.problems.ensemble import Ensemble
     from minireptile.runs.run import generators, open_for_evaluation
+    from minireptile.runs.rundata import recorded_render
 
     overrides = {"eval_augment": True, "eval_iters": args.eval_iters}
     opened = [open_for_evaluation(run, omniglot_cnn, overrides) for run in args.run]
@@ -69,8 +70,12 @@ def main(argv=None):
         trained = set(meta["extra"]["data"]["train_classes"])
         if trained != set(record["train_classes"]):
             sys.exit(f"search_votes: {run} trained on other classes than {args.run[0]}")
+        if recorded_render(meta["extra"]["data"]) != recorded_render(record):
+            sys.exit(f"search_votes: {run} trained on images rendered otherwise than "
+                     f"{args.run[0]}")
     _, test = omniglot_splits(record["sources"], generators(config.seed)[2],
-                              train_alphabets=record["train_alphabet"], progress=False)
+                              train_alphabets=record["train_alphabet"], progress=False,
+                              render=recorded_render(record))
     if config.within_alphabet:
         test = as_within_alphabet(test, config.classes, "test", print)
     ensemble = Ensemble([learner for _, _, learner, _ in opened], args.finetunings,

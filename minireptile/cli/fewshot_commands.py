@@ -386,9 +386,10 @@ def _run_eval(args, executor):
     overrides = {name: getattr(args, name, None) for name in EVAL_OVERRIDES}
     model, config, learner, meta = open_for_evaluation(args.checkpoint, dataset.model,
                                                        overrides, classes=args.classes)
-    learner, member_metas = open_ensemble(learner, config, args.ensemble, dataset.model,
-                                          overrides, args.finetunings, args.query_views)
     record = meta["extra"].get("data")
+    learner, member_metas = open_ensemble(learner, config, args.ensemble, dataset.model,
+                                          overrides, args.finetunings, args.query_views,
+                                          data=record)
     changed = _reuse_split(args, record)
     progress = not args.no_progress
     splits = dataset.load(args, config.seed, progress)

@@ -4,6 +4,7 @@ import argparse
 
 from ..errors import InputError
 from ..runs.config import TrainConfig
+from .data_commands import add_render_argument
 from .fewshot_commands import AFFINE_SETTINGS
 from .options import (
     add_ensemble_arguments,
@@ -36,6 +37,7 @@ def register_eval(sub):
     p.add_argument("--runs-subset", type=runs_subset, metavar="LIST",
                    help="score only these runs, e.g. 1-5,7 (default: all 20 are required; the "
                         "published figures are then not shown, as they cover all 20)")
+    add_render_argument(p, evaluating=True)
     add_ensemble_arguments(p)
     add_parallel_arguments(p)
     p.set_defaults(run=run)
@@ -101,13 +103,17 @@ def _run(args, executor):
     from ..models.cnn import omniglot_cnn
     from ..problems.lake_benchmark import PUBLISHED, evaluate_runs, summary
     from ..runs.run import open_ensemble, open_for_evaluation
+    from ..runs.rundata import check_render
     from ..stats import format_interval
 
-    runs = select_runs(load_lake_runs(args.runs), args.runs_subset, args.runs)
     overrides = {name: getattr(args, name) for name in LAKE_OVERRIDES}
-    _, config, learner, _ = open_for_evaluation(args.checkpoint, omniglot_cnn, overrides)
+    _, config, learner, meta = open_for_evaluation(args.checkpoint, omniglot_cnn, overrides)
+    record = meta["extra"].get("data")
     learner, _ = open_ensemble(learner, config, args.ensemble, omniglot_cnn, overrides,
-                               args.finetunings, args.query_views)
+                               args.finetunings, args.query_views, data=record)
+    # Lake's drawings are rendered as the run's training images were.
+    render = check_render(record, args.render, what="be scored")
+    runs = select_runs(load_lake_runs(args.runs, render=render), args.runs_subset, args.runs)
     print(f"{len(runs)} runs; fine-tuning {config.eval_iters} steps of {config.eval_batch}, "
           f"{'transductive' if config.transductive else 'non-transductive'}"
           f"{', training images distorted at every step' if config.eval_augment else ''}"

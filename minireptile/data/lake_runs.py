@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from .omniglot import IMAGE_SIZE, check_member_size, decode_image
+from .omniglot import IMAGE_SIZE, check_member_size, check_rendering, decode_image, render_scale
 
 LABELS = "class_labels.txt"
 RUN_RE = re.compile(r"run\d+$")
@@ -112,19 +112,25 @@ def _parse_labels(text, run, where):
     return pairs
 
 
-def load_lake_runs(path, size=IMAGE_SIZE):
+def load_lake_runs(path, size=IMAGE_SIZE, render="nearest"):
     """Read every run of the one-shot task.
 
     Parameters
     ----------
     path : str
         ``all_runs.zip`` or a folder holding ``run01``… (or holding one folder that does).
+    size : int
+        Side length of the images.
+    render : {"nearest", "area"}
+        How each drawing is shrunk, as for training images
+        (:func:`~minireptile.data.omniglot.decode_image`).
 
     Returns
     -------
     list of LakeRun, sorted by run name.
     """
     path = os.fspath(path)
+    check_rendering(render)
     reader = _Reader(path)
     try:
         labels = sorted(f for f in reader.files if f.endswith("/" + LABELS)
@@ -147,9 +153,9 @@ def load_lake_runs(path, size=IMAGE_SIZE):
 
             runs.append(LakeRun(
                 name=run,
-                train_images=_load_images(reader, prefix, train_files, size),
+                train_images=_load_images(reader, prefix, train_files, size, render),
                 train_labels=np.arange(len(train_files), dtype=np.int64),
-                test_images=_load_images(reader, prefix, test_files, size),
+                test_images=_load_images(reader, prefix, test_files, size, render),
                 test_labels=np.array([train_files.index(answer[t]) for t in test_files],
                                      dtype=np.int64)))
         return runs
@@ -177,7 +183,8 @@ def _check_files(reader, prefix, run, train_files, test_files, where):
                          f"{len(train_files)} classes; a run has one test image per class")
 
 
-def _load_images(reader, prefix, rels, size):
-    """(len(rels), size, size) float32 images of the files ``prefix + rel``."""
-    return np.stack([decode_image(reader.read(prefix + rel), f"{reader.path}/{prefix}{rel}",
-                                  size) for rel in rels]).astype(np.float32)
+def _load_images(reader, prefix, rels, size, render):
+    """(len(rels), size, size) float32 images in [0, 1] of the files ``prefix + rel``."""
+    images = np.stack([decode_image(reader.read(prefix + rel), f"{reader.path}/{prefix}{rel}",
+                                    size, render) for rel in rels])
+    return images.astype(np.float32) * np.float32(render_scale(render))

@@ -40,9 +40,10 @@ NUM_TRAIN_CHARACTERS = 1200
 MAX_IMAGE_BYTES = 8 << 20
 FETCH_HINT = "download it with `minireptile data omniglot --dest DIR`"
 
-__all__ = ["IMAGE_SIZE", "RENDERINGS", "check_member_size", "check_rendering", "decode_image", "read_omniglot_source", "load_omniglot_source",
-           "load_omniglot", "split_by_character", "split_by_alphabet", "alphabets",
-           "omniglot_splits", "augment_rotations"]
+__all__ = ["IMAGE_SIZE", "RENDERINGS", "check_member_size", "check_rendering", "render_scale",
+           "decode_image", "read_omniglot_source", "load_omniglot_source", "load_omniglot",
+           "split_by_character", "split_by_alphabet", "alphabets", "omniglot_splits",
+           "augment_rotations"]
 
 
 def check_rendering(render):
@@ -64,8 +65,10 @@ def decode_image(data, where, size=IMAGE_SIZE, render="nearest"):
     ``render="nearest"`` does what the reference does, ``Image.open(f).resize((28, 28))``:
     Pillow resizes a 1-bit image by nearest neighbour, so each output pixel is one of the
     about 14 input pixels it covers and thin strokes come out broken. ``render="area"``
-    averages every input pixel an output pixel covers (Pillow's box filter), so each output
-    pixel is the share of its block that is white: a grey image that keeps every stroke.
+    averages, for each output pixel, the input pixels whose centres it covers (Pillow's box
+    filter: every input pixel counts once, in blocks of 3 or 4 rows and columns for 105 →
+    28), so each output pixel is the share of its block that is white: a grey image that
+    keeps every stroke.
 
     Parameters
     ----------

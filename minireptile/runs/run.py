@@ -27,6 +27,7 @@ from ..errors import InputError
 from ..guard import DivergedError, first_non_finite
 from ..npzfile import load_npz, save_npz_atomic
 from .config import TrainConfig, make_learner
+from .rundata import recorded_render
 
 CHECKPOINT_FILE = "checkpoint.npz"
 # 1: the data described by paths; 2: by content hash, with the run's training classes.
@@ -292,7 +293,7 @@ def open_for_evaluation(checkpoint, build_model, overrides, classes=None):
 
 
 def open_ensemble(learner, config, member_checkpoints, build_model, overrides, finetunings=1,
-                  query_views=0):
+                  query_views=0, data=None):
     """``learner`` joined by the networks of other runs, fine-tuned ``finetunings`` times
     each and classifying ``query_views`` distorted copies of the queries besides them: an
     :class:`~minireptile.problems.ensemble.Ensemble`, or ``learner`` itself when there is one
@@ -310,6 +311,9 @@ def open_ensemble(learner, config, member_checkpoints, build_model, overrides, f
     build_model, overrides
         As for :func:`open_for_evaluation`.
     finetunings, query_views : int
+    data : dict, optional
+        ``learner``'s data record: every member must have been trained on images rendered
+        the same way (see :func:`~minireptile.runs.rundata.recorded_render`).
 
     Returns
     -------
@@ -324,6 +328,11 @@ def open_ensemble(learner, config, member_checkpoints, build_model, overrides, f
             raise InputError(f"ensemble member {checkpoint!r} is a {member_config.classes}-way "
                              f"network, the evaluated run a {config.classes}-way one; every "
                              "member must classify the same number of classes")
+        member_render = recorded_render(meta["extra"].get("data"))
+        if member_render != recorded_render(data):
+            raise InputError(f"ensemble member {checkpoint!r} was trained on images rendered "
+                             f"{member_render!r}, the evaluated run on {recorded_render(data)!r}; "
+                             "every member must see the images it was trained on")
         learners.append(member)
         metas.append(meta)
     if len(learners) == 1 and finetunings == 1 and query_views == 0:
