@@ -49,7 +49,8 @@ def add_render_argument(parser, evaluating=False):
                              "one input pixel of about 14, black or white) or area (grey: the "
                              "share of the pixels covered that is white, every stroke kept); "
                              + ("default: the run's, and only the run's is accepted"
-                                if evaluating else "default nearest"))
+                                if evaluating else "default nearest; with --pretrained, "
+                                "the run's"))
 
 
 def rendering(args):
