@@ -76,13 +76,14 @@ def readme_examples():
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
-def assert_same_output(got, expected):
-    """The same text, with every number within 10% or 0.05 of the README's: the last digits
-    of a float32 computation may differ on another machine (BLAS rounds differently); the
-    examples' own asserts check what they claim."""
+def assert_same_output(got, expected, abs_tol=0.05):
+    """The same text, with every number within 10% or ``abs_tol`` of the README's: the last
+    digits of a float32 computation differ from one processor to another (BLAS and the
+    compiled kernels vectorise, and so round, by what the processor offers), and training
+    amplifies them; the examples' own asserts check what they claim."""
     assert NUMBER.sub("#", got) == NUMBER.sub("#", expected), (got, expected)
     for g, e in zip(NUMBER.findall(got), NUMBER.findall(expected)):
-        assert math.isclose(float(g), float(e), rel_tol=0.1, abs_tol=0.05), (got, expected)
+        assert math.isclose(float(g), float(e), rel_tol=0.1, abs_tol=abs_tol), (got, expected)
 
 
 def test_the_readme_has_the_three_examples():
@@ -91,13 +92,16 @@ def test_the_readme_has_the_three_examples():
         "Training a run and evaluating it later"]
 
 
-@pytest.mark.parametrize("index", range(3), ids=["regression", "classification", "saved-run"])
-def test_readme_example_runs_and_prints_what_the_readme_shows(index, tmp_path, monkeypatch,
-                                                              capsys):
+# The classification example's accuracy after 200 meta-iterations, on 100 tasks, moves by
+# several hundredths between processors (the README says so); its assert checks the gain.
+@pytest.mark.parametrize("index, abs_tol", [(0, 0.05), (1, 0.1), (2, 0.05)],
+                         ids=["regression", "classification", "saved-run"])
+def test_readme_example_runs_and_prints_what_the_readme_shows(index, abs_tol, tmp_path,
+                                                              monkeypatch, capsys):
     title, code, expected = readme_examples()[index]
     monkeypatch.chdir(tmp_path)
     exec(compile(code, f"README.md: {title}", "exec"), {"__name__": "__main__"})
-    assert_same_output(capsys.readouterr().out, expected)
+    assert_same_output(capsys.readouterr().out, expected, abs_tol)
 
 
 # -- the Examples sections of the docstrings -------------------------------------------------
