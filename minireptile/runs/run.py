@@ -322,6 +322,7 @@ def open_ensemble(learner, config, member_checkpoints, build_model, overrides, f
     from ..problems.ensemble import Ensemble
 
     learners, metas = [learner], []
+    render = recorded_render(data)
     for checkpoint in member_checkpoints:
         _, member_config, member, meta = open_for_evaluation(checkpoint, build_model, overrides)
         if member_config.classes != config.classes:
@@ -329,10 +330,10 @@ def open_ensemble(learner, config, member_checkpoints, build_model, overrides, f
                              f"network, the evaluated run a {config.classes}-way one; every "
                              "member must classify the same number of classes")
         member_render = recorded_render(meta["extra"].get("data"))
-        if member_render != recorded_render(data):
+        if member_render != render:
             raise InputError(f"ensemble member {checkpoint!r} was trained on images rendered "
-                             f"{member_render!r}, the evaluated run on {recorded_render(data)!r}; "
-                             "every member must see the images it was trained on")
+                             f"{member_render!r}, the evaluated run on {render!r}; every "
+                             "member must see the images it was trained on")
         learners.append(member)
         metas.append(meta)
     if len(learners) == 1 and finetunings == 1 and query_views == 0:
