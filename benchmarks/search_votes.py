@@ -1,7 +1,8 @@
 """How many networks, fine-tunings and query views should vote: one pass, every combination.
 
     python benchmarks/search_votes.py --run oneshot_small1 [--run oneshot_small1_b] \
-        [--finetunings 4] [--query-views 8] [--eval-samples 400] [--workers 2] [--save FILE]
+        [--finetunings 4] [--query-views 8] [--eval-samples 400] [--workers 2] \
+        [--save FILE | --load FILE]
 
 Evaluates Omniglot runs as ``minireptile eval omniglot --split test --eval-augment`` does
 (each run's own data, split and settings; ``--eval-iters`` as given, default 150) and, on
@@ -24,6 +25,7 @@ import argparse
 import sys
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 
 def votes(ensemble, classes, settings, seed):
@@ -36,6 +38,25 @@ def votes(ensemble, classes, settings, seed):
     task = sample_eval_task(classes, num_classes, num_shots, rng)
     return (ensemble.votes(task.support, task.query.images, eval_batch, eval_iters, rng,
                            transductive), task.query.labels)
+
+
+def one_to_one(probabilities):
+    """The most probable one-to-one assignment of each task's queries to its classes.
+
+    Parameters
+    ----------
+    probabilities : ndarray, shape (tasks, N, N)
+        Each task's class probabilities of its N queries (rows) over its N classes.
+
+    Returns
+    -------
+    ndarray of int, shape (tasks, N)
+        A class for every query, each class given to exactly one query, maximising the
+        product of the chosen probabilities.
+    """
+    # A probability of exactly 0 must still rank below every positive one, not be -inf.
+    cost = -np.log(np.maximum(probabilities, np.finfo(float).tiny))
+    return np.stack([linear_sum_assignment(task)[1] for task in cost])
 
 
 def interval(x):
@@ -51,7 +72,10 @@ def main(argv=None):
     parser.add_argument("--eval-iters", type=int, default=150)
     parser.add_argument("--eval-samples", type=int, default=400)
     parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--save", metavar="FILE", help="write the probabilities (.npz)")
+    saving = parser.add_mutually_exclusive_group()
+    saving.add_argument("--save", metavar="FILE", help="write the probabilities (.npz)")
+    saving.add_argument("--load", metavar="FILE",
+                        help="read the probabilities that --save wrote instead of evaluating")
     args = parser.parse_args(argv)
 
     from minireptile.data.alphabets import as_within_alphabet
@@ -73,25 +97,44 @@ def main(argv=None):
         if recorded_render(meta["extra"]["data"]) != recorded_render(record):
             sys.exit(f"search_votes: {run} trained on images rendered otherwise than "
                      f"{args.run[0]}")
-    _, test = omniglot_splits(record["sources"], generators(config.seed)[2],
-                              train_alphabets=record["train_alphabet"], progress=False,
-                              render=recorded_render(record))
-    if config.within_alphabet:
-        test = as_within_alphabet(test, config.classes, "test", print)
     ensemble = Ensemble([learner for _, _, learner, _ in opened], args.finetunings,
                         args.query_views)
     settings = (config.classes, config.shots, config.eval_batch, config.eval_iters,
                 config.transductive)
     seeds = task_seeds(generators(config.seed + 1)[1], args.eval_samples)
-    with make_executor(args.workers) as executor:
-        results = list(executor.imap(votes, seeds, ensemble, executor.share(test), settings))
-    probabilities = np.stack([p for p, _ in results])  # (tasks, nets, K, 1 + V, q, classes)
-    labels = np.stack([y for _, y in results])
+    train_classes = np.array(sorted(record["train_classes"]))
+    if args.load:
+        try:
+            saved = np.load(args.load)
+            probabilities, labels = saved["probabilities"], saved["labels"]
+            saved_seeds, saved_classes = saved["task_seeds"], saved["train_classes"]
+        except (OSError, ValueError, KeyError) as error:
+            sys.exit(f"search_votes: --load {args.load}: not a file that --save wrote ({error})")
+        wanted = (args.eval_samples, len(args.run), args.finetunings, args.query_views + 1)
+        if probabilities.shape[:4] != wanted:
+            sys.exit(f"search_votes: {args.load} holds {probabilities.shape[:4]} (tasks, "
+                     f"networks, fine-tunings, 1 + views), not the {wanted} asked for")
+        if (not np.array_equal(saved_seeds, seeds)
+                or not np.array_equal(saved_classes, train_classes)):
+            sys.exit(f"search_votes: {args.load} holds other tasks than {args.run[0]}'s "
+                     "evaluation draws")
+    else:
+        _, test = omniglot_splits(record["sources"], generators(config.seed)[2],
+                                  train_alphabets=record["train_alphabet"], progress=False,
+                                  render=recorded_render(record))
+        if config.within_alphabet:
+            test = as_within_alphabet(test, config.classes, "test", print)
+        with make_executor(args.workers) as executor:
+            results = list(executor.imap(votes, seeds, ensemble, executor.share(test),
+                                         settings))
+        probabilities = np.stack([p for p, _ in results])  # (tasks, nets, K, 1 + V, q, N)
+        labels = np.stack([y for _, y in results])
     if args.save:
-        # The task seeds identify the tasks: the labels cannot (every task's queries are in
-        # class order, 0 to N − 1), so files to be combined are checked by their seeds.
+        # The task seeds and the training classes (which fix the held-out ones) identify
+        # the tasks: the labels cannot (every task's queries are in class order, 0 to
+        # N − 1), so files to be combined are checked by them.
         np.savez_compressed(args.save, probabilities=probabilities, labels=labels,
-                            task_seeds=seeds)
+                            task_seeds=seeds, train_classes=train_classes)
 
     def accuracy(nets, k, v):
         mean = probabilities[:, :nets, :k, :v + 1].mean(axis=(1, 2, 3))
@@ -115,6 +158,13 @@ def main(argv=None):
                 print(f"{nets:>8}  {k:>12}  {v:>11}   {100 * acc.mean():5.1f} ± "
                       f"{100 * interval(acc):.1f}%   {100 * diff.mean():+5.1f} ± "
                       f"{100 * interval(diff):.1f}")
+    whole = accuracy(len(args.run), args.finetunings, args.query_views)
+    assigned = one_to_one(probabilities.mean(axis=(1, 2, 3))) == labels
+    assigned = assigned.mean(axis=1)
+    print(f"the whole vote with the queries assigned one to a class (not comparable with "
+          f"Lake's published figures): {100 * assigned.mean():.1f} ± "
+          f"{100 * interval(assigned):.1f}%, {100 * (assigned - whole).mean():+.1f} ± "
+          f"{100 * interval(assigned - whole):.1f} against the whole vote")
     return 0
 
 
