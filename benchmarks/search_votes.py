@@ -19,13 +19,28 @@ combination gives exactly what ``eval omniglot --checkpoint RUN1 --ensemble RUN2
 once what ``--eval-augment`` alone prints. A smaller combination is the same kind of vote,
 but not the same draws as running it alone: its fine-tunings follow the views of the larger
 one in the task's random stream.
+
+Every task has exactly one query per class, as each of Lake's runs has. A last line scores
+the whole vote with the queries assigned to the classes one to one: the assignment with the
+largest product of the vote's probabilities (:func:`one_to_one`). The published figures for
+Lake's benchmark do not use that structure, so the line stands apart from the table.
+
+``--save`` writes the probabilities with what identifies them (the networks' parameters,
+the settings and the task seeds); ``--load`` re-prints everything from such a file for the
+same runs and settings without evaluating again, and refuses a file that does not match.
 """
 
 import argparse
+import hashlib
+import os
 import sys
+import zipfile
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+
+# What --save records of the evaluation's settings, in this order, for --load to compare.
+SETTINGS = ("classes, shots, eval batch, eval iters, transductive, finetunings, query views, "
+            "within alphabet")
 
 
 def votes(ensemble, classes, settings, seed):
@@ -54,12 +69,52 @@ def one_to_one(probabilities):
         A class for every query, each class given to exactly one query, maximising the
         product of the chosen probabilities.
     """
-    # A probability of exactly 0 must still rank below every positive one, not be -inf.
+    from scipy.optimize import linear_sum_assignment
+
+    _, queries, classes = probabilities.shape
+    if queries != classes:
+        raise ValueError(f"one_to_one needs one query per class, got {queries} queries for "
+                         f"{classes} classes")
+    # log(0) would be an infinite cost, which scipy refuses when every assignment has one:
+    # the smallest positive float keeps such a task solvable and still ranks it last.
     cost = -np.log(np.maximum(probabilities, np.finfo(float).tiny))
     return np.stack([linear_sum_assignment(task)[1] for task in cost])
 
 
+def fingerprint(learner):
+    """A network's identity in a saved file: the SHA-256 of its parameters, in hex."""
+    return hashlib.sha256(np.ascontiguousarray(learner.phi).tobytes()).hexdigest()
+
+
+def load_votes(path, networks, settings, seeds, run):
+    """The probabilities and labels that ``--save`` wrote to ``path``, or an exit naming
+    what does not match these runs (``networks``: their fingerprints, in order), settings
+    and task seeds."""
+    if not os.path.isfile(path):
+        sys.exit(f"search_votes: --load {path}: no such file (--save adds .npz to a name "
+                 "without it)")
+    try:
+        with np.load(path) as saved:
+            probabilities, labels = saved["probabilities"], saved["labels"]
+            saved_networks, saved_settings = list(saved["networks"]), saved["settings"]
+            saved_seeds = saved["task_seeds"]
+    except (OSError, ValueError, LookupError, zipfile.BadZipFile) as error:
+        sys.exit(f"search_votes: --load {path}: not a file that this script's --save wrote "
+                 f"({type(error).__name__}: {error})")
+    if saved_networks != networks:
+        sys.exit(f"search_votes: {path} holds the votes of other networks, or of these in "
+                 "another order, than the --run folders given")
+    if not np.array_equal(saved_settings, settings):
+        sys.exit(f"search_votes: {path} was evaluated with {SETTINGS} = "
+                 f"{saved_settings.tolist()}, not {[int(v) for v in settings]}")
+    if not np.array_equal(saved_seeds, seeds):
+        sys.exit(f"search_votes: {path} holds {len(saved_seeds)} tasks that are not the first "
+                 f"{len(seeds)} evaluation draws of {run} (--eval-samples)")
+    return probabilities, labels
+
+
 def interval(x):
+    """Half the width of the 95% interval of the mean of ``x`` (normal approximation)."""
     return 1.96 * x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else float("nan")
 
 
@@ -102,22 +157,10 @@ def main(argv=None):
     settings = (config.classes, config.shots, config.eval_batch, config.eval_iters,
                 config.transductive)
     seeds = task_seeds(generators(config.seed + 1)[1], args.eval_samples)
-    train_classes = np.array(sorted(record["train_classes"]))
+    networks = [fingerprint(learner) for _, _, learner, _ in opened]
+    identity = settings + (args.finetunings, args.query_views, config.within_alphabet)
     if args.load:
-        try:
-            saved = np.load(args.load)
-            probabilities, labels = saved["probabilities"], saved["labels"]
-            saved_seeds, saved_classes = saved["task_seeds"], saved["train_classes"]
-        except (OSError, ValueError, KeyError) as error:
-            sys.exit(f"search_votes: --load {args.load}: not a file that --save wrote ({error})")
-        wanted = (args.eval_samples, len(args.run), args.finetunings, args.query_views + 1)
-        if probabilities.shape[:4] != wanted:
-            sys.exit(f"search_votes: {args.load} holds {probabilities.shape[:4]} (tasks, "
-                     f"networks, fine-tunings, 1 + views), not the {wanted} asked for")
-        if (not np.array_equal(saved_seeds, seeds)
-                or not np.array_equal(saved_classes, train_classes)):
-            sys.exit(f"search_votes: {args.load} holds other tasks than {args.run[0]}'s "
-                     "evaluation draws")
+        probabilities, labels = load_votes(args.load, networks, identity, seeds, args.run[0])
     else:
         _, test = omniglot_splits(record["sources"], generators(config.seed)[2],
                                   train_alphabets=record["train_alphabet"], progress=False,
@@ -130,11 +173,11 @@ def main(argv=None):
         probabilities = np.stack([p for p, _ in results])  # (tasks, nets, K, 1 + V, q, N)
         labels = np.stack([y for _, y in results])
     if args.save:
-        # The task seeds and the training classes (which fix the held-out ones) identify
-        # the tasks: the labels cannot (every task's queries are in class order, 0 to
-        # N − 1), so files to be combined are checked by them.
+        # The labels cannot tell tasks apart (every task's queries are in class order, 0 to
+        # N − 1), so the file keeps what --load must check instead.
         np.savez_compressed(args.save, probabilities=probabilities, labels=labels,
-                            task_seeds=seeds, train_classes=train_classes)
+                            task_seeds=seeds, networks=np.array(networks),
+                            settings=np.array(identity, dtype=np.int64))
 
     def accuracy(nets, k, v):
         mean = probabilities[:, :nets, :k, :v + 1].mean(axis=(1, 2, 3))
@@ -159,10 +202,10 @@ def main(argv=None):
                       f"{100 * interval(acc):.1f}%   {100 * diff.mean():+5.1f} ± "
                       f"{100 * interval(diff):.1f}")
     whole = accuracy(len(args.run), args.finetunings, args.query_views)
-    assigned = one_to_one(probabilities.mean(axis=(1, 2, 3))) == labels
-    assigned = assigned.mean(axis=1)
-    print(f"the whole vote with the queries assigned one to a class (not comparable with "
-          f"Lake's published figures): {100 * assigned.mean():.1f} ± "
+    right = one_to_one(probabilities.mean(axis=(1, 2, 3))) == labels
+    assigned = right.mean(axis=1)
+    print(f"the whole vote with one query per class, assigned one to one (not comparable "
+          f"with Lake's published figures): {100 * assigned.mean():.1f} ± "
           f"{100 * interval(assigned):.1f}%, {100 * (assigned - whole).mean():+.1f} ± "
           f"{100 * interval(assigned - whole):.1f} against the whole vote")
     return 0
