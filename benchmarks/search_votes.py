@@ -32,9 +32,7 @@ same runs and settings without evaluating again, and refuses a file that does no
 
 import argparse
 import hashlib
-import os
 import sys
-import zipfile
 
 import numpy as np
 
@@ -90,17 +88,20 @@ def load_votes(path, networks, settings, seeds, run):
     """The probabilities and labels that ``--save`` wrote to ``path``, or an exit naming
     what does not match these runs (``networks``: their fingerprints, in order), settings
     and task seeds."""
-    if not os.path.isfile(path):
-        sys.exit(f"search_votes: --load {path}: no such file (--save adds .npz to a name "
-                 "without it)")
+    from minireptile.errors import InputError
+    from minireptile.npzfile import load_npz
+
     try:
-        with np.load(path) as saved:
-            probabilities, labels = saved["probabilities"], saved["labels"]
-            saved_networks, saved_settings = list(saved["networks"]), saved["settings"]
-            saved_seeds = saved["task_seeds"]
-    except (OSError, ValueError, LookupError, zipfile.BadZipFile) as error:
+        saved, _ = load_npz(path)
+    except InputError as error:
+        sys.exit(f"search_votes: --load: {error}")
+    try:
+        probabilities, labels = saved["probabilities"], saved["labels"]
+        saved_networks, saved_settings = list(saved["networks"]), saved["settings"]
+        saved_seeds = saved["task_seeds"]
+    except KeyError as error:
         sys.exit(f"search_votes: --load {path}: not a file that this script's --save wrote "
-                 f"({type(error).__name__}: {error})")
+                 f"(it has no {error})")
     if saved_networks != networks:
         sys.exit(f"search_votes: {path} holds the votes of other networks, or of these in "
                  "another order, than the --run folders given")
