@@ -135,7 +135,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from minireptile.data.alphabets import as_within_alphabet
-    from minireptile.data.omniglot import omniglot_splits
+    from minireptile.data.omniglot import IMAGE_SIZE, omniglot_splits
     from minireptile.models.cnn import omniglot_cnn
     from minireptile.parallel import make_executor
     from minireptile.parallel.executor import task_seeds
@@ -153,6 +153,9 @@ def main(argv=None):
         if recorded_render(meta["extra"]["data"]) != recorded_render(record):
             sys.exit(f"search_votes: {run} trained on images rendered otherwise than "
                      f"{args.run[0]}")
+    sizes = {learner.model.input_shape for _, _, learner, _ in opened}
+    if len(sizes) > 1:
+        sys.exit(f"search_votes: the runs take images of different shapes {sorted(sizes)}")
     ensemble = Ensemble([learner for _, _, learner, _ in opened], args.finetunings,
                         args.query_views)
     settings = (config.classes, config.shots, config.eval_batch, config.eval_iters,
@@ -165,6 +168,7 @@ def main(argv=None):
     else:
         _, test = omniglot_splits(record["sources"], generators(config.seed)[2],
                                   train_alphabets=record["train_alphabet"], progress=False,
+                                  size=config.image_size or IMAGE_SIZE,
                                   render=recorded_render(record))
         if config.within_alphabet:
             test = as_within_alphabet(test, config.classes, "test", print)

@@ -33,6 +33,16 @@ def write_synthetic_omniglot(root, alphabets=2, characters=6, drawings=4, seed=0
     return root
 
 
+def tiny_train_args(data, run, *extra):
+    """``train omniglot`` flags of a 3-way run of two meta-iterations on the default data of
+    :func:`write_synthetic_omniglot`, in folder ``run`` with an image cache of its own."""
+    return ["train", "omniglot", "--data", str(data), "--num-train", "6", "--classes", "3",
+            "--shots", "1", "--train-shots", "2", "--inner-batch", "3", "--inner-iters", "1",
+            "--meta-iters", "2", "--eval-iters", "1", "--eval-batch", "3",
+            "--eval-interval", "1", "--eval-samples", "2", "--checkpoint", str(run),
+            "--no-progress", "--workers", "1", "--cache-dir", str(run) + "-cache", *extra]
+
+
 @pytest.fixture(autouse=True, scope="session")
 def private_image_cache(tmp_path_factory):
     """Commands run by the tests cache decoded images in a temporary folder, never in the

@@ -3,6 +3,7 @@ their own width."""
 
 import numpy as np
 import pytest
+from conftest import tiny_train_args as train_args
 from conftest import write_synthetic_omniglot
 
 from minireptile.cli import main
@@ -15,14 +16,6 @@ from minireptile.runs.run import open_run
 def data(tmp_path_factory):
     return write_synthetic_omniglot(tmp_path_factory.mktemp("filters") / "data",
                                     alphabets=2, characters=6, drawings=4)
-
-
-def train_args(data, run, *extra):
-    return ["train", "omniglot", "--data", str(data), "--num-train", "6", "--classes", "3",
-            "--shots", "1", "--train-shots", "2", "--inner-batch", "3", "--inner-iters", "1",
-            "--meta-iters", "2", "--eval-iters", "1", "--eval-batch", "3",
-            "--eval-interval", "1", "--eval-samples", "2", "--checkpoint", str(run),
-            "--no-progress", "--workers", "1", "--cache-dir", str(run) + "-cache", *extra]
 
 
 @pytest.fixture(scope="module")

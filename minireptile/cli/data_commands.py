@@ -80,12 +80,13 @@ def split_options(args):
     return {**options, "render": rendering(args)}
 
 
-def omniglot_from_args(args, rng, augment=True, progress=True):
-    """``(train, test)`` ClassSets from the options of :func:`add_omniglot_arguments`."""
-    from ..data.omniglot import omniglot_splits
+def omniglot_from_args(args, rng, augment=True, progress=True, size=0):
+    """``(train, test)`` ClassSets from the options of :func:`add_omniglot_arguments`, of
+    ``size``×``size`` images (0: 28)."""
+    from ..data.omniglot import IMAGE_SIZE, omniglot_splits
 
     num_train = NUM_TRAIN_CHARACTERS if args.num_train is None else args.num_train
-    return omniglot_splits(args.data, rng, num_train=num_train,
+    return omniglot_splits(args.data, rng, num_train=num_train, size=size or IMAGE_SIZE,
                            train_alphabets=args.train_alphabet, augment=augment,
                            cache_dir=args.cache_dir, use_cache=not args.no_cache,
                            progress=progress, render=rendering(args))

@@ -70,9 +70,10 @@ class FewShotDataset:
     add_data_arguments : callable (parser, evaluating=False) -> None
         Adds ``--data`` and the data set's own options (optional when evaluating: the run
         remembers them).
-    load : callable (args, seed, progress) -> dict
+    load : callable (args, seed, progress, image_size) -> dict
         Split name -> ClassSet; ``seed`` is the run's seed (Omniglot splits its characters
-        with it, Mini-ImageNet's splits are fixed folders).
+        with it, Mini-ImageNet's splits are fixed folders), ``image_size`` the run's
+        (0: the data set's own).
     final : tuple of str
         Splits of the final evaluation, in print order; the first is the training split and
         ``train`` / ``test`` are the two monitored during training.
@@ -103,8 +104,8 @@ REFERENCE_SETTINGS = ("classes", "shots", "inner_batch", "inner_iters", "replace
                       "transductive", "sgd")
 TRAINING_SETTINGS = ("train_shots", "meta_step", "meta_step_final", "meta_batch", "meta_iters",
                      "eval_interval", "foml", "foml_tail", "maml", "combination", "outer",
-                     "checkpoint_interval", "filters", "pretrain_steps", "pretrain_batch",
-                     "pretrain_learning_rate")
+                     "checkpoint_interval", "filters", "image_size", "pretrain_steps",
+                     "pretrain_batch", "pretrain_learning_rate")
 AFFINE_SETTINGS = ("augment_rotation", "augment_shear", "augment_scale", "augment_translate",
                    "augment_interpolation")
 ONESHOT_SETTINGS = ("within_alphabet", "augment", "eval_augment") + AFFINE_SETTINGS
@@ -181,10 +182,12 @@ def _task_splits(splits, config):
             for name, classes in splits.items()}
 
 
-def _omniglot_splits(args, seed, progress):
-    """Training (rotation-augmented) and test characters, split by ``seed`` as in training."""
+def _omniglot_splits(args, seed, progress, image_size=0):
+    """Training (rotation-augmented) and test characters, split by ``seed`` as in training,
+    shrunk to ``image_size`` (0: 28)."""
     *_, split_rng = generators(seed)
-    train, test = omniglot_from_args(args, split_rng, augment=True, progress=progress)
+    train, test = omniglot_from_args(args, split_rng, augment=True, progress=progress,
+                                     size=image_size)
     return {"train": train, "test": test}
 
 
@@ -197,12 +200,13 @@ def _add_miniimagenet_arguments(parser, evaluating=False):
     add_cache_arguments(parser)
 
 
-def _miniimagenet_splits(args, seed, progress):
-    """The three fixed splits (``seed`` is not needed: the folders are the split)."""
-    from ..data.miniimagenet import load_miniimagenet
+def _miniimagenet_splits(args, seed, progress, image_size=0):
+    """The three fixed splits (``seed`` is not needed: the folders are the split), shrunk to
+    ``image_size`` (0: 84)."""
+    from ..data.miniimagenet import IMAGE_SIZE, load_miniimagenet
 
-    return load_miniimagenet(args.data, cache_dir=args.cache_dir, use_cache=not args.no_cache,
-                             progress=progress)
+    return load_miniimagenet(args.data, size=image_size or IMAGE_SIZE, cache_dir=args.cache_dir,
+                             use_cache=not args.no_cache, progress=progress)
 
 
 def omniglot_cnn(classes, **options):
@@ -288,17 +292,19 @@ def _run_train(args, executor):
             raise InputError(f"the run in {args.checkpoint!r} was trained with --seed "
                              f"{stored.seed}, which also chose its character split; pass "
                              f"--seed {stored.seed}")
-        if stored.filters != config.filters:
-            raise InputError(f"the run in {args.checkpoint!r} was trained with --filters "
-                             f"{stored.filters}, got --filters {config.filters}; pass "
-                             f"--filters {stored.filters}")
+        for name in ("filters", "image_size"):
+            trained, given = getattr(stored, name), getattr(config, name)
+            if trained != given:
+                flag = "--" + name.replace("_", "-")
+                raise InputError(f"the run in {args.checkpoint!r} was trained with {flag} "
+                                 f"{trained}, got {flag} {given}; pass {flag} {trained}")
         record = meta["extra"].get("data")
         changed = _reuse_split(args, record)
         if changed:
             raise InputError("--pretrained evaluates the run on its own split; changed: "
                              + ", ".join(changed) + " (use `minireptile eval` to evaluate on "
                              "another split)")
-    splits = dataset.load(args, config.seed, progress)
+    splits = dataset.load(args, config.seed, progress, config.image_size)
     # The network's size depends on --classes alone: refuse impossible settings before
     # printing its table.
     config.validate(splits["train"], splits["test"])
@@ -392,7 +398,7 @@ def _run_eval(args, executor):
                                           data=record)
     changed = _reuse_split(args, record)
     progress = not args.no_progress
-    splits = dataset.load(args, config.seed, progress)
+    splits = dataset.load(args, config.seed, progress, config.image_size)
     chosen = dataset.final if args.split == dataset.everything else (args.split,)
     if record is not None:
         same = record.get("content") == content_hash(splits)

@@ -100,6 +100,7 @@ def _run(args, executor):
     import numpy as np
 
     from ..data.lake_runs import load_lake_runs
+    from ..data.omniglot import IMAGE_SIZE
     from ..models.cnn import omniglot_cnn
     from ..problems.lake_benchmark import PUBLISHED, evaluate_runs, summary
     from ..runs.run import open_ensemble, open_for_evaluation
@@ -111,9 +112,11 @@ def _run(args, executor):
     record = meta["extra"].get("data")
     learner, _ = open_ensemble(learner, config, args.ensemble, omniglot_cnn, overrides,
                                args.finetunings, args.query_views, data=record)
-    # Lake's drawings are rendered as the run's training images were.
+    # Lake's drawings are rendered as the run's training images were, at the same size.
     render = check_render(record, args.render, what="be scored")
-    runs = select_runs(load_lake_runs(args.runs, render=render), args.runs_subset, args.runs)
+    size = config.image_size or IMAGE_SIZE
+    runs = select_runs(load_lake_runs(args.runs, size=size, render=render), args.runs_subset,
+                       args.runs)
     print(f"{len(runs)} runs; fine-tuning {config.eval_iters} steps of {config.eval_batch}, "
           f"{'transductive' if config.transductive else 'non-transductive'}"
           f"{', training images distorted at every step' if config.eval_augment else ''}"

@@ -18,8 +18,8 @@ NOT_SENT = ("run", "few_shot", "grid", "grid_actions", "out", "no_plot", "worker
             "scheduler", "checkpoint", "resume", "pretrained", "no_progress", "command",
             "dataset")
 # Settings of the data set a worker loads for a point (with the seed: it splits Omniglot).
-DATA_SETTINGS = ("data", "num_train", "train_alphabet", "render", "cache_dir", "no_cache",
-                 "seed")
+DATA_SETTINGS = ("data", "num_train", "train_alphabet", "render", "image_size", "cache_dir",
+                 "no_cache", "seed")
 # Loaded data sets of this process, newest last: (key, splits).
 _loaded = []
 _KEEP_LOADED = 2
@@ -143,7 +143,7 @@ def _load_splits(dataset, args):
             return splits
     sources = args.data if isinstance(args.data, list) else [args.data]
     check_readable(sources)
-    splits = dataset.load(args, args.seed, False)
+    splits = dataset.load(args, args.seed, False, getattr(args, "image_size", 0))
     _loaded.append((key, splits))
     del _loaded[:-_KEEP_LOADED]
     return splits

@@ -19,6 +19,7 @@ from ..models.cnn import omniglot_cnn
 from ..npzfile import load_npz
 from ..runs.config import TrainConfig
 from ..runs.run import CHECKPOINT_FILE, check_checkpoint, read_checkpoint
+from .drawing import IMAGE_SIZE
 from .predict import FineTuning, Predictor
 
 BUILTIN_FILE = "omniglot_5way.npz"
@@ -78,6 +79,11 @@ def load_run(path):
         path = os.path.join(path, CHECKPOINT_FILE)
     arrays, meta = read_checkpoint(path)
     classes = int(meta["config"]["classes"])
+    size = meta["config"].get("image_size", 0)
+    if size and size != IMAGE_SIZE:
+        raise InputError(f"checkpoint {path!r} holds a network of {size}×{size} images; the "
+                         f"demo draws {IMAGE_SIZE}×{IMAGE_SIZE} ones (train without "
+                         "--image-size)")
     if not meta["model"].startswith("omniglot cnn 28x28") or classes < 2:
         raise InputError(f"checkpoint {path!r} holds a {meta['model']}; the demo needs an "
                          "Omniglot network (minireptile train omniglot) with 2 or more classes")

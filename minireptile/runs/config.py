@@ -35,6 +35,9 @@ from ..settings import (
     setting,
 )
 
+# A bound on --image-size, so that a mistyped size is refused before the images are decoded.
+MAX_IMAGE_SIZE = 256
+
 
 @dataclass
 class TrainConfig:
@@ -82,6 +85,10 @@ class TrainConfig:
     filters: int = setting(0, COUNT_OR_ZERO, "channels of every convolution of the network "
                                              "(0: the reference's, 64 for Omniglot and 32 for "
                                              "Mini-ImageNet)")
+    image_size: int = setting(
+        0, Kind("int", minimum=0, maximum=MAX_IMAGE_SIZE),
+        "side of the square images the network sees, in pixels: every image is shrunk to it "
+        "(0: the reference's, 28 for Omniglot and 84 for Mini-ImageNet)", metavar="PIXELS")
     # Beyond the reference: Lake's within-alphabet tasks and Koch et al.'s affine distortions
     # (see minireptile.data.alphabets and minireptile.problems.augment).
     within_alphabet: bool = setting(
@@ -198,7 +205,8 @@ class TrainConfig:
         """Keyword arguments of the network builder (``omniglot_cnn``, ``miniimagenet_cnn``)
         beyond the number of classes: only those set, so a builder that takes no others still
         builds the reference network."""
-        return {"filters": self.filters} if self.filters else {}
+        options = {"filters": self.filters, "image_size": self.image_size}
+        return {name: value for name, value in options.items() if value}
 
     @classmethod
     def from_dict(cls, values):

@@ -155,8 +155,8 @@ def check_checkpoint(path, arrays, meta, model):
     if meta["model"] != model.name or meta["model_size"] != model.size:
         raise InputError(
             f"checkpoint {path!r} holds a {meta['model']} with {meta['model_size']} parameters, "
-            f"but this run builds a {model.name} with {model.size}; check classes and the "
-            f"data set, or use another run folder"
+            f"but this run builds a {model.name} with {model.size}; check classes, filters, "
+            f"image size and the data set, or use another run folder"
         )
     arrays["phi"] = arrays["phi"].astype(model.dtype, copy=False)
     bad = first_non_finite({"parameters": arrays["phi"],
@@ -313,7 +313,8 @@ def open_ensemble(learner, config, member_checkpoints, build_model, overrides, f
     finetunings, query_views : int
     data : dict, optional
         ``learner``'s data record: every member must have been trained on images rendered
-        the same way (see :func:`~minireptile.runs.rundata.recorded_render`).
+        the same way (see :func:`~minireptile.runs.rundata.recorded_render`) and of the
+        same size.
 
     Returns
     -------
@@ -329,6 +330,11 @@ def open_ensemble(learner, config, member_checkpoints, build_model, overrides, f
             raise InputError(f"ensemble member {checkpoint!r} is a {member_config.classes}-way "
                              f"network, the evaluated run a {config.classes}-way one; every "
                              "member must classify the same number of classes")
+        if member.model.input_shape != learner.model.input_shape:
+            raise InputError(f"ensemble member {checkpoint!r} takes images of shape "
+                             f"{member.model.input_shape}, the evaluated run "
+                             f"{learner.model.input_shape}; every member must see the images "
+                             "it was trained on")
         member_render = recorded_render(meta["extra"].get("data"))
         if member_render != render:
             raise InputError(f"ensemble member {checkpoint!r} was trained on images rendered "
