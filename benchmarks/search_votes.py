@@ -92,7 +92,7 @@ def load_votes(path, networks, settings, seeds, run):
     from minireptile.npzfile import load_npz
 
     try:
-        saved, _ = load_npz(path)
+        saved, _ = load_npz(path, what="vote file")
     except InputError as error:
         sys.exit(f"search_votes: --load: {error}")
     try:
@@ -129,7 +129,8 @@ def main(argv=None):
     parser.add_argument("--eval-samples", type=int, default=400)
     parser.add_argument("--workers", type=int, default=None)
     saving = parser.add_mutually_exclusive_group()
-    saving.add_argument("--save", metavar="FILE", help="write the probabilities (.npz)")
+    saving.add_argument("--save", metavar="FILE",
+                        help="write the probabilities to FILE (.npz, written atomically)")
     saving.add_argument("--load", metavar="FILE",
                         help="read the probabilities that --save wrote instead of evaluating")
     args = parser.parse_args(argv)
@@ -137,6 +138,7 @@ def main(argv=None):
     from minireptile.data.alphabets import as_within_alphabet
     from minireptile.data.omniglot import IMAGE_SIZE, omniglot_splits
     from minireptile.models.cnn import omniglot_cnn
+    from minireptile.npzfile import save_npz_atomic
     from minireptile.parallel import make_executor
     from minireptile.parallel.executor import task_seeds
     from minireptile.problems.ensemble import Ensemble
@@ -180,9 +182,10 @@ def main(argv=None):
     if args.save:
         # The labels cannot tell tasks apart (every task's queries are in class order, 0 to
         # N − 1), so the file keeps what --load must check instead.
-        np.savez_compressed(args.save, probabilities=probabilities, labels=labels,
-                            task_seeds=seeds, networks=np.array(networks),
-                            settings=np.array(identity, dtype=np.int64))
+        save_npz_atomic(args.save, {"probabilities": probabilities, "labels": labels,
+                                    "task_seeds": seeds, "networks": np.array(networks),
+                                    "settings": np.array(identity, dtype=np.int64)},
+                        compress=True)
 
     def accuracy(nets, k, v):
         mean = probabilities[:, :nets, :k, :v + 1].mean(axis=(1, 2, 3))

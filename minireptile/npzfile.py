@@ -14,8 +14,9 @@ import numpy as np
 from .errors import InputError
 
 
-def save_npz_atomic(path, arrays, metadata=None):
-    """Write ``arrays`` (dict of str to array) and a JSON ``metadata`` dict to ``path``.
+def save_npz_atomic(path, arrays, metadata=None, compress=False):
+    """Write ``arrays`` (dict of str to array) and a JSON ``metadata`` dict to ``path``
+    (exactly that name: no ``.npz`` is added), deflated when ``compress``.
 
     The metadata is stored as a UTF-8 byte array under the key ``"__metadata__"``.
     """
@@ -27,7 +28,7 @@ def save_npz_atomic(path, arrays, metadata=None):
     try:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            (np.savez_compressed if compress else np.savez)(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -42,13 +43,13 @@ def save_npz_atomic(path, arrays, metadata=None):
         raise
 
 
-def load_npz(path):
+def load_npz(path, what="checkpoint"):
     """Read a file written by :func:`save_npz_atomic`: ``(arrays, metadata)``.
 
-    Raises :class:`InputError` for a missing, truncated or foreign file.
+    Raises :class:`InputError` for a missing, truncated or foreign file, calling it ``what``.
     """
     if not os.path.isfile(path):
-        raise InputError(f"checkpoint {path!r} does not exist")
+        raise InputError(f"{what} {path!r} does not exist")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
@@ -57,8 +58,8 @@ def load_npz(path):
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
         # (json's and the decoder's errors are ValueErrors too)
         raise InputError(
-            f"checkpoint {path!r} is not a readable .npz file ({err}); it may be truncated"
+            f"{what} {path!r} is not a readable .npz file ({err}); it may be truncated"
         ) from None
     if not isinstance(metadata, dict):
-        raise InputError(f"checkpoint {path!r} has malformed metadata")
+        raise InputError(f"{what} {path!r} has malformed metadata")
     return arrays, metadata

@@ -316,6 +316,23 @@ def test_full_disk_names_the_checkpoint_and_keeps_the_old_one(tmp_path, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz"]
 
 
+def test_compressed_files_read_back_under_the_exact_name_and_errors_say_what_they_are(
+        tmp_path):
+    arrays = {"zeros": np.zeros(10_000)}
+    save_npz_atomic(tmp_path / "plain", arrays, {"kind": "x"})
+    save_npz_atomic(tmp_path / "packed", arrays, {"kind": "x"}, compress=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["packed", "plain"]
+    assert (tmp_path / "packed").stat().st_size < (tmp_path / "plain").stat().st_size / 10
+    packed, meta = load_npz(tmp_path / "packed")
+    np.testing.assert_array_equal(packed["zeros"], arrays["zeros"])
+    assert meta == {"kind": "x"}
+    with pytest.raises(InputError, match="^vote file .* does not exist"):
+        load_npz(tmp_path / "missing", what="vote file")
+    (tmp_path / "text").write_text("not a zip file")
+    with pytest.raises(InputError, match="^vote file .* not a readable .npz"):
+        load_npz(tmp_path / "text", what="vote file")
+
+
 # -- installation, messages, cache ----------------------------------------------------------
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
