@@ -137,6 +137,7 @@ def main(argv=None):
 
     from minireptile.data.alphabets import as_within_alphabet
     from minireptile.data.omniglot import IMAGE_SIZE, omniglot_splits
+    from minireptile.errors import InputError
     from minireptile.models.cnn import omniglot_cnn
     from minireptile.npzfile import save_npz_atomic
     from minireptile.parallel import make_executor
@@ -155,11 +156,11 @@ def main(argv=None):
         if recorded_render(meta["extra"]["data"]) != recorded_render(record):
             sys.exit(f"search_votes: {run} trained on images rendered otherwise than "
                      f"{args.run[0]}")
-    sizes = {learner.model.input_shape for _, _, learner, _ in opened}
-    if len(sizes) > 1:
-        sys.exit(f"search_votes: the runs take images of different shapes {sorted(sizes)}")
-    ensemble = Ensemble([learner for _, _, learner, _ in opened], args.finetunings,
-                        args.query_views)
+    try:  # members of other input shapes or distortion settings are refused here
+        ensemble = Ensemble([learner for _, _, learner, _ in opened], args.finetunings,
+                            args.query_views)
+    except InputError as error:
+        sys.exit(f"search_votes: {error}")
     settings = (config.classes, config.shots, config.eval_batch, config.eval_iters,
                 config.transductive)
     seeds = task_seeds(generators(config.seed + 1)[1], args.eval_samples)

@@ -63,11 +63,10 @@ def test_the_run_trained_on_the_images_shrunk_to_its_size(small_run, data):
     config = TrainConfig.from_dict(meta["config"])
     args = argparse.Namespace(data=[str(data)], num_train=6, train_alphabet=None,
                               render=None, cache_dir=None, no_cache=True)
-    hashes = {size: content_hash(OMNIGLOT.load(args, config.seed, False, size))
-              for size in (SIZE, 0)}
-    assert meta["extra"]["data"]["content"] == hashes[SIZE] != hashes[0]
-    assert OMNIGLOT.load(args, config.seed, False, SIZE)["test"].pool.images.shape[1:] == (
-        SIZE, SIZE)
+    splits = {size: OMNIGLOT.load(args, config.seed, False, size) for size in (SIZE, 0)}
+    assert meta["extra"]["data"]["content"] == content_hash(splits[SIZE]) != content_hash(
+        splits[0])
+    assert splits[SIZE]["test"].pool.images.shape[1:] == (SIZE, SIZE)
 
 
 def test_evaluation_reads_the_images_at_the_runs_size(small_run, capsys):
