@@ -6,7 +6,7 @@ read with ``allow_pickle=False``: a checkpoint is data, never code.
 
 import json
 import os
-import tempfile
+import secrets
 import zipfile
 
 import numpy as np
@@ -23,10 +23,9 @@ def save_npz_atomic(path, arrays, metadata=None, compress=False):
     arrays = dict(arrays)
     if metadata is not None:
         arrays["__metadata__"] = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
-    folder = os.path.dirname(os.path.abspath(path))
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+        fd, tmp = _create_beside(path)
         with os.fdopen(fd, "wb") as f:
             (np.savez_compressed if compress else np.savez)(f, **arrays)
             f.flush()
@@ -41,6 +40,21 @@ def save_npz_atomic(path, arrays, metadata=None, compress=False):
             raise OSError(err.errno, f"{err.strerror or err} (not written; any previous "
                           "version of the file is intact)", os.fspath(path)) from None
         raise
+
+
+def _create_beside(path):
+    """A new empty file in ``path``'s folder, open for writing: ``(descriptor, its path)``.
+
+    Its permissions are those of any new file (0666 less the umask), so the renamed file is
+    as readable as one written in place; ``tempfile.mkstemp`` would make it 0600.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    while True:
+        tmp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}.npz")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:  # another writer drew the same name: draw again
+            continue
 
 
 def load_npz(path, what="checkpoint"):

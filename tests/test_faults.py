@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import stat
 
 import numpy as np
 import pytest
@@ -331,6 +332,19 @@ def test_compressed_files_read_back_under_the_exact_name_and_errors_say_what_the
     (tmp_path / "text").write_text("not a zip file")
     with pytest.raises(InputError, match="^vote file .* not a readable .npz"):
         load_npz(tmp_path / "text", what="vote file")
+
+
+def test_written_files_get_the_permissions_of_any_new_file(tmp_path):
+    # Written beside the target and renamed, a checkpoint must still be as readable as a
+    # file written in place: 0666 less the umask, not a private temporary file's 0600.
+    previous = os.umask(0o027)
+    try:
+        save_npz_atomic(tmp_path / "checkpoint.npz", {"phi": np.zeros(2)})
+        (tmp_path / "in_place").write_bytes(b"")
+    finally:
+        os.umask(previous)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == {"checkpoint.npz": 0o640, "in_place": 0o640}
 
 
 # -- installation, messages, cache ----------------------------------------------------------
