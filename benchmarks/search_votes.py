@@ -2,10 +2,12 @@
 
     python benchmarks/search_votes.py --run oneshot_small1 [--run oneshot_small1_b] \
         [--finetunings 4] [--query-views 8] [--eval-samples 400] [--workers 2] \
+        [--augment-rotation DEG --augment-shear S --augment-scale S --augment-translate PX] \
         [--save FILE | --load FILE]
 
 Evaluates Omniglot runs as ``minireptile eval omniglot --split test --eval-augment`` does
-(each run's own data, split and settings; ``--eval-iters`` as given, default 150) and, on
+(each run's own data, split and settings; ``--eval-iters`` as given, default 150, and the
+distortion ranges as given, by default the runs' own) and, on
 each task, keeps the class probabilities of every fine-tuning of every network and of every
 query view (:class:`minireptile.Ensemble` with ``finetunings`` and ``query_views`` at their
 maximum, the runs in the order given). It then prints the accuracy of every smaller
@@ -39,6 +41,8 @@ import numpy as np
 # What --save records of the evaluation's settings, in this order, for --load to compare.
 SETTINGS = ("classes, shots, eval batch, eval iters, transductive, finetunings, query views, "
             "within alphabet")
+# The evaluation's distortion ranges (``eval --augment-*``), which --save records too.
+RANGES = ("rotation", "shear", "scale", "translate")
 
 
 def votes(ensemble, classes, settings, seed):
@@ -84,10 +88,11 @@ def fingerprint(learner):
     return hashlib.sha256(np.ascontiguousarray(learner.phi).tobytes()).hexdigest()
 
 
-def load_votes(path, networks, settings, seeds, run):
+def load_votes(path, networks, settings, ranges, seeds, run, run_ranges):
     """The probabilities and labels that ``--save`` wrote to ``path``, or an exit naming
-    what does not match these runs (``networks``: their fingerprints, in order), settings
-    and task seeds."""
+    what does not match these runs (``networks``: their fingerprints, in order), settings,
+    distortion ranges and task seeds. A file that does not record its ranges was evaluated
+    with the runs' own, ``run_ranges``."""
     from minireptile.errors import InputError
     from minireptile.npzfile import load_npz
 
@@ -99,6 +104,7 @@ def load_votes(path, networks, settings, seeds, run):
         probabilities, labels = saved["probabilities"], saved["labels"]
         saved_networks, saved_settings = list(saved["networks"]), saved["settings"]
         saved_seeds = saved["task_seeds"]
+        saved_ranges = saved.get("ranges", run_ranges)
     except KeyError as error:
         sys.exit(f"search_votes: --load {path}: not a file that this script's --save wrote "
                  f"(it has no {error})")
@@ -108,6 +114,10 @@ def load_votes(path, networks, settings, seeds, run):
     if not np.array_equal(saved_settings, settings):
         sys.exit(f"search_votes: {path} was evaluated with {SETTINGS} = "
                  f"{saved_settings.tolist()}, not {[int(v) for v in settings]}")
+    if not np.array_equal(saved_ranges, ranges):
+        sys.exit(f"search_votes: {path} was evaluated with distortion ranges "
+                 f"{dict(zip(RANGES, saved_ranges.tolist()))}, not "
+                 f"{dict(zip(RANGES, ranges.tolist()))}")
     if not np.array_equal(saved_seeds, seeds):
         sys.exit(f"search_votes: {path} holds {len(saved_seeds)} tasks that are not the first "
                  f"{len(seeds)} evaluation draws of {run} (--eval-samples)")
@@ -128,6 +138,10 @@ def main(argv=None):
     parser.add_argument("--eval-iters", type=int, default=150)
     parser.add_argument("--eval-samples", type=int, default=400)
     parser.add_argument("--workers", type=int, default=None)
+    for name, metavar in zip(RANGES, ("DEG", "S", "S", "PX")):
+        parser.add_argument(f"--augment-{name}", type=float, metavar=metavar,
+                            help="distortion range of fine-tuning and query views, as "
+                                 "eval's (default: the runs')")
     saving = parser.add_mutually_exclusive_group()
     saving.add_argument("--save", metavar="FILE",
                         help="write the probabilities to FILE (.npz, written atomically)")
@@ -143,11 +157,16 @@ def main(argv=None):
     from minireptile.parallel import make_executor
     from minireptile.parallel.executor import task_seeds
     from minireptile.problems.ensemble import Ensemble
+    from minireptile.runs.config import TrainConfig
     from minireptile.runs.run import generators, open_for_evaluation
     from minireptile.runs.rundata import recorded_render
 
     overrides = {"eval_augment": True, "eval_iters": args.eval_iters}
-    opened = [open_for_evaluation(run, omniglot_cnn, overrides) for run in args.run]
+    overrides.update({f"augment_{name}": getattr(args, f"augment_{name}") for name in RANGES})
+    try:  # a missing run, or a range out of bounds
+        opened = [open_for_evaluation(run, omniglot_cnn, overrides) for run in args.run]
+    except InputError as error:
+        sys.exit(f"search_votes: {error}")
     config, record = opened[0][1], opened[0][3]["extra"]["data"]
     for run, (_, _, _, meta) in zip(args.run[1:], opened[1:]):
         trained = set(meta["extra"]["data"]["train_classes"])
@@ -166,8 +185,12 @@ def main(argv=None):
     seeds = task_seeds(generators(config.seed + 1)[1], args.eval_samples)
     networks = [fingerprint(learner) for _, _, learner, _ in opened]
     identity = settings + (args.finetunings, args.query_views, config.within_alphabet)
+    ranges = np.array([getattr(config, f"augment_{name}") for name in RANGES])
     if args.load:
-        probabilities, labels = load_votes(args.load, networks, identity, seeds, args.run[0])
+        run_config = TrainConfig.from_dict(opened[0][3]["config"])
+        run_ranges = np.array([getattr(run_config, f"augment_{name}") for name in RANGES])
+        probabilities, labels = load_votes(args.load, networks, identity, ranges, seeds,
+                                           args.run[0], run_ranges)
     else:
         _, test = omniglot_splits(record["sources"], generators(config.seed)[2],
                                   train_alphabets=record["train_alphabet"], progress=False,
@@ -185,7 +208,8 @@ def main(argv=None):
         # N − 1), so the file keeps what --load must check instead.
         save_npz_atomic(args.save, {"probabilities": probabilities, "labels": labels,
                                     "task_seeds": seeds, "networks": np.array(networks),
-                                    "settings": np.array(identity, dtype=np.int64)},
+                                    "settings": np.array(identity, dtype=np.int64),
+                                    "ranges": ranges},
                         compress=True)
 
     def accuracy(nets, k, v):
@@ -195,8 +219,10 @@ def main(argv=None):
     base = accuracy(1, 1, 0)
     print(f"{args.eval_samples} tasks, {config.classes}-way {config.shots}-shot"
           f"{' within one alphabet' if config.within_alphabet else ''}, "
-          f"{config.eval_iters} fine-tuning steps with --eval-augment; paired against the "
-          "first network fine-tuned once on clean queries")
+          f"{config.eval_iters} fine-tuning steps with --eval-augment (rotation "
+          f"{config.augment_rotation:g}°, shear {config.augment_shear:g}, scale "
+          f"{config.augment_scale:g}, translate {config.augment_translate:g} px); paired "
+          "against the first network fine-tuned once on clean queries")
     for m, run in enumerate(args.run):
         alone = (probabilities[:, m, 0, 0].argmax(-1) == labels).mean(axis=1)
         print(f"network {m + 1} alone ({run}): {100 * alone.mean():.1f} ± "
