@@ -217,6 +217,35 @@ def test_eval_within_alphabet_on_a_run_trained_on_random_tasks(three_alphabets, 
     assert refused.value.code == 2 and "--augment-rotation" in capsys.readouterr().err
 
 
+def test_evaluation_ranges_are_the_evaluations_alone(three_alphabets, tmp_path, capsys):
+    from minireptile.models.cnn import omniglot_cnn
+    from minireptile.runs.run import open_for_evaluation
+
+    run = tmp_path / "run"
+    assert main(_train_args(three_alphabets, run, "--classes", "4", "--augment")) == 0
+    wide = {"rotation": 14.0, "shear": 0.42, "scale": 0.28, "translate": 2.8}
+    overrides = {f"augment_{name}": value for name, value in wide.items()}
+    _, _, learner, meta = open_for_evaluation(run, omniglot_cnn,
+                                              dict(overrides, eval_augment=True))
+    assert {name: getattr(learner.eval_augmentation, name) for name in wide} == wide
+    stored = TrainConfig.from_dict(meta["config"])
+    assert (stored.augment_rotation, stored.augment_shear) == (10.0, 0.3)
+    # On the command line they are another evaluation, kept in a record of its own.
+    eval_args = ["eval", "omniglot", "--data", str(three_alphabets), "--train-alphabet",
+                 "Alphabet0", "--checkpoint", str(run), "--eval-samples", "3", "--split",
+                 "test", "--no-progress", "--workers", "1", "--cache-dir",
+                 str(run) + "-cache", "--eval-augment"]
+    flags = [part for name, value in wide.items()
+             for part in (f"--augment-{name}", str(value))]
+    records = set((run / "evaluations").iterdir())  # the training's own final evaluation
+    for extra in ([], flags):
+        capsys.readouterr()
+        assert main(eval_args + extra) == 0
+        assert "resuming the evaluation" not in capsys.readouterr().out
+    assert len(set((run / "evaluations").iterdir()) - records) == 2
+    assert TrainConfig.from_dict(load_npz(run / "checkpoint.npz")[1]["config"]) == stored
+
+
 def _accuracy(out):
     return [line for line in out.splitlines() if "accuracy:" in line]
 
