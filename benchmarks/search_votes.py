@@ -88,6 +88,11 @@ def fingerprint(learner):
     return hashlib.sha256(np.ascontiguousarray(learner.phi).tobytes()).hexdigest()
 
 
+def ranges_of(config):
+    """The distortion ranges of a :class:`minireptile.TrainConfig`, in the order of RANGES."""
+    return np.array([getattr(config, f"augment_{name}") for name in RANGES])
+
+
 def load_votes(path, networks, settings, ranges, seeds, run, run_ranges):
     """The probabilities and labels that ``--save`` wrote to ``path``, or an exit naming
     what does not match these runs (``networks``: their fingerprints, in order), settings,
@@ -185,10 +190,9 @@ def main(argv=None):
     seeds = task_seeds(generators(config.seed + 1)[1], args.eval_samples)
     networks = [fingerprint(learner) for _, _, learner, _ in opened]
     identity = settings + (args.finetunings, args.query_views, config.within_alphabet)
-    ranges = np.array([getattr(config, f"augment_{name}") for name in RANGES])
+    ranges = ranges_of(config)
     if args.load:
-        run_config = TrainConfig.from_dict(opened[0][3]["config"])
-        run_ranges = np.array([getattr(run_config, f"augment_{name}") for name in RANGES])
+        run_ranges = ranges_of(TrainConfig.from_dict(opened[0][3]["config"]))
         probabilities, labels = load_votes(args.load, networks, identity, ranges, seeds,
                                            args.run[0], run_ranges)
     else:

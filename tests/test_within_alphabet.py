@@ -15,9 +15,11 @@ from minireptile.data import ClassSet, ImagePool
 from minireptile.data.alphabets import AlphabetClassSet, alphabet_of, as_within_alphabet
 from minireptile.data.classes import augment_rotations
 from minireptile.errors import InputError
+from minireptile.models.cnn import omniglot_cnn
 from minireptile.npzfile import load_npz
 from minireptile.problems.tasks import sample_eval_task, sample_task
 from minireptile.runs.config import TrainConfig
+from minireptile.runs.run import open_for_evaluation
 
 SIZES = {"Alpha": 7, "Beta": 3, "Gamma": 5, "Delta": 2, "Epsilon": 9}
 
@@ -218,9 +220,6 @@ def test_eval_within_alphabet_on_a_run_trained_on_random_tasks(three_alphabets, 
 
 
 def test_evaluation_ranges_are_the_evaluations_alone(three_alphabets, tmp_path, capsys):
-    from minireptile.models.cnn import omniglot_cnn
-    from minireptile.runs.run import open_for_evaluation
-
     run = tmp_path / "run"
     assert main(_train_args(three_alphabets, run, "--classes", "4", "--augment")) == 0
     wide = {"rotation": 14.0, "shear": 0.42, "scale": 0.28, "translate": 2.8}
