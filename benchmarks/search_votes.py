@@ -135,6 +135,11 @@ def interval(x):
 
 
 def main(argv=None):
+    from minireptile.cli.options import argument_type
+    from minireptile.runs.config import TrainConfig
+    from minireptile.settings import declared
+
+    kinds = {name: setting.kind for name, setting in declared(TrainConfig)}
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", action="append", required=True,
                         help="a run folder (repeat: the networks vote in this order)")
@@ -144,7 +149,9 @@ def main(argv=None):
     parser.add_argument("--eval-samples", type=int, default=400)
     parser.add_argument("--workers", type=int, default=None)
     for name, metavar in zip(RANGES, ("DEG", "S", "S", "PX")):
-        parser.add_argument(f"--augment-{name}", type=float, metavar=metavar,
+        # the settings' own bounds, so a range out of them is refused as eval refuses it
+        parser.add_argument(f"--augment-{name}", type=argument_type(kinds[f"augment_{name}"]),
+                            metavar=metavar,
                             help="distortion range of fine-tuning and query views, as "
                                  "eval's (default: the runs')")
     saving = parser.add_mutually_exclusive_group()
@@ -162,13 +169,12 @@ def main(argv=None):
     from minireptile.parallel import make_executor
     from minireptile.parallel.executor import task_seeds
     from minireptile.problems.ensemble import Ensemble
-    from minireptile.runs.config import TrainConfig
     from minireptile.runs.run import generators, open_for_evaluation
     from minireptile.runs.rundata import recorded_render
 
     overrides = {"eval_augment": True, "eval_iters": args.eval_iters}
     overrides.update({f"augment_{name}": getattr(args, f"augment_{name}") for name in RANGES})
-    try:  # a missing run, or a range out of bounds
+    try:  # a missing run
         opened = [open_for_evaluation(run, omniglot_cnn, overrides) for run in args.run]
     except InputError as error:
         sys.exit(f"search_votes: {error}")

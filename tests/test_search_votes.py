@@ -98,10 +98,13 @@ def test_the_whole_vote_is_what_eval_prints_and_a_saved_file_reprints_it(two_run
                           + ["--load", str(saved)])
 
 
-def test_bad_ranges_and_missing_runs_are_one_line_exits(two_runs, tmp_path):
+def test_bad_ranges_and_missing_runs_are_one_line_exits(two_runs, tmp_path, capsys):
     _, runs = two_runs
-    with pytest.raises(SystemExit, match=r"rotation=200.0: expected a number in \[0, 180\)"):
+    with pytest.raises(SystemExit) as bad_range:
         search_votes.main(["--run", str(runs[0]), "--augment-rotation", "200"] + VOTE)
+    assert bad_range.value.code == 2
+    assert ("argument --augment-rotation: expected a number in [0, 180), got 200"
+            in capsys.readouterr().err)
     with pytest.raises(SystemExit, match="search_votes: .*absent") as missing:
         search_votes.main(["--run", str(tmp_path / "absent")] + VOTE)
     assert "\n" not in str(missing.value)
