@@ -135,11 +135,9 @@ def interval(x):
 
 
 def main(argv=None):
-    from minireptile.cli.options import argument_type
+    from minireptile.cli.options import add_setting_options
     from minireptile.runs.config import TrainConfig
-    from minireptile.settings import declared
 
-    kinds = {name: setting.kind for name, setting in declared(TrainConfig)}
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", action="append", required=True,
                         help="a run folder (repeat: the networks vote in this order)")
@@ -148,12 +146,9 @@ def main(argv=None):
     parser.add_argument("--eval-iters", type=int, default=150)
     parser.add_argument("--eval-samples", type=int, default=400)
     parser.add_argument("--workers", type=int, default=None)
-    for name, metavar in zip(RANGES, ("DEG", "S", "S", "PX")):
-        # the settings' own bounds, so a range out of them is refused as eval refuses it
-        parser.add_argument(f"--augment-{name}", type=argument_type(kinds[f"augment_{name}"]),
-                            metavar=metavar,
-                            help="distortion range of fine-tuning and query views, as "
-                                 "eval's (default: the runs')")
+    # eval's own range options: the same bounds, refused at parsing as eval refuses them
+    add_setting_options(parser, TrainConfig, [f"augment_{name}" for name in RANGES],
+                        defaults=False)
     saving = parser.add_mutually_exclusive_group()
     saving.add_argument("--save", metavar="FILE",
                         help="write the probabilities to FILE (.npz, written atomically)")
