@@ -2,12 +2,13 @@
 
     python benchmarks/search_votes.py --run oneshot_small1 [--run oneshot_small1_b] \
         [--finetunings 4] [--query-views 8] [--eval-samples 400] [--workers 2] \
+        [--eval-iters 150] [--eval-batch B] \
         [--augment-rotation DEG --augment-shear S --augment-scale S --augment-translate PX] \
         [--save FILE | --load FILE]
 
 Evaluates Omniglot runs as ``minireptile eval omniglot --split test --eval-augment`` does
 (each run's own data, split and settings; ``--eval-iters`` as given, default 150, and the
-distortion ranges as given, by default the runs' own) and, on
+fine-tuning batch and distortion ranges as given, by default the runs' own) and, on
 each task, keeps the class probabilities of every fine-tuning of every network and of every
 query view (:class:`minireptile.Ensemble` with ``finetunings`` and ``query_views`` at their
 maximum, the runs in the order given). It then prints the accuracy of every smaller
@@ -146,9 +147,10 @@ def main(argv=None):
     parser.add_argument("--eval-iters", type=int, default=150)
     parser.add_argument("--eval-samples", type=int, default=400)
     parser.add_argument("--workers", type=int, default=None)
-    # eval's own range options: the same bounds, refused at parsing as eval refuses them
-    add_setting_options(parser, TrainConfig, [f"augment_{name}" for name in RANGES],
-                        defaults=False)
+    # eval's own batch and range options: the same bounds, refused at parsing as eval
+    # refuses them, and by default the run's
+    add_setting_options(parser, TrainConfig,
+                        ["eval_batch"] + [f"augment_{name}" for name in RANGES], defaults=False)
     saving = parser.add_mutually_exclusive_group()
     saving.add_argument("--save", metavar="FILE",
                         help="write the probabilities to FILE (.npz, written atomically)")
@@ -167,7 +169,8 @@ def main(argv=None):
     from minireptile.runs.run import generators, open_for_evaluation
     from minireptile.runs.rundata import recorded_render
 
-    overrides = {"eval_augment": True, "eval_iters": args.eval_iters}
+    overrides = {"eval_augment": True, "eval_iters": args.eval_iters,
+                 "eval_batch": args.eval_batch}
     overrides.update({f"augment_{name}": getattr(args, f"augment_{name}") for name in RANGES})
     try:  # a missing run
         opened = [open_for_evaluation(run, omniglot_cnn, overrides) for run in args.run]
@@ -224,8 +227,8 @@ def main(argv=None):
     base = accuracy(1, 1, 0)
     print(f"{args.eval_samples} tasks, {config.classes}-way {config.shots}-shot"
           f"{' within one alphabet' if config.within_alphabet else ''}, "
-          f"{config.eval_iters} fine-tuning steps with --eval-augment (rotation "
-          f"{config.augment_rotation:g}°, shear {config.augment_shear:g}, scale "
+          f"{config.eval_iters} fine-tuning steps of {config.eval_batch} with --eval-augment "
+          f"(rotation {config.augment_rotation:g}°, shear {config.augment_shear:g}, scale "
           f"{config.augment_scale:g}, translate {config.augment_translate:g} px); paired "
           "against the first network fine-tuned once on clean queries")
     for m, run in enumerate(args.run):

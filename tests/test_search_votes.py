@@ -93,9 +93,23 @@ def test_the_whole_vote_is_what_eval_prints_and_a_saved_file_reprints_it(two_run
                                               "--augment-rotation", "14"])
     with pytest.raises(SystemExit, match="eval iters"):
         search_votes.main(run_flags + VOTE + ["--load", str(saved), "--eval-iters", "3"])
+    with pytest.raises(SystemExit, match="eval batch"):
+        search_votes.main(run_flags + VOTE + ["--load", str(saved), "--eval-batch", "8"])
     with pytest.raises(SystemExit, match="other networks"):
         search_votes.main(["--run", str(runs[1]), "--run", str(runs[0])] + VOTE
                           + ["--load", str(saved)])
+
+
+def test_another_fine_tuning_batch_is_the_one_eval_uses(two_runs, capsys):
+    data, runs = two_runs
+    capsys.readouterr()
+    assert search_votes.main(["--run", str(runs[0]), "--eval-batch", "8"] + VOTE) == 0
+    printed = capsys.readouterr().out
+    assert "2 fine-tuning steps of 8 with" in printed
+    # A batch of 8 spans the 4 support images twice: other draws than the run's batch of 4.
+    assert _table(printed)[(1, 2, 2)] == _eval_percent(data, runs, capsys, "--eval-batch", "8",
+                                                        "--finetunings", "2",
+                                                        "--query-views", "2")
 
 
 def test_bad_ranges_and_missing_runs_are_one_line_exits(two_runs, tmp_path, capsys):
