@@ -108,7 +108,7 @@ TRAINING_SETTINGS = ("train_shots", "meta_step", "meta_step_final", "meta_batch"
                      "pretrain_batch", "pretrain_learning_rate")
 AFFINE_SETTINGS = ("augment_rotation", "augment_shear", "augment_scale", "augment_translate",
                    "augment_interpolation")
-ONESHOT_SETTINGS = ("within_alphabet", "augment", "eval_augment") + AFFINE_SETTINGS
+ONESHOT_SETTINGS = ("within_alphabet", "mirror_classes", "augment", "eval_augment") + AFFINE_SETTINGS
 
 
 def register_train(sub, dataset):
@@ -172,8 +172,11 @@ def register_eval(sub, dataset):
 
 
 def _task_splits(splits, config):
-    """The splits as within-alphabet class sets when the run asks for it (printing which
-    alphabets are skipped)."""
+    """The splits as tasks are drawn from them: the training split with its mirror images
+    when the run adds them, and every split as within-alphabet class sets when the run asks
+    for it (printing which alphabets are skipped)."""
+    splits = {name: config.training_classes(classes) if name == "train" else classes
+              for name, classes in splits.items()}
     if not config.within_alphabet:
         return splits
     from ..data.alphabets import as_within_alphabet

@@ -46,7 +46,7 @@ class AlphabetClassSet(ClassSet):
     """
 
     def __init__(self, classes, num_classes, split="this"):
-        super().__init__(classes.pool, classes.base, classes.turns)
+        super().__init__(classes.pool, classes.base, classes.turns, classes.mirrored)
         if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
                 or num_classes < 1:
             raise InputError(f"num_classes must be a positive integer, got {num_classes!r}")

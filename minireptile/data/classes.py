@@ -5,10 +5,11 @@ Two objects, one idea:
 * :class:`ImagePool` is what a loader decodes and what the cache stores: one image array
   holding every image, class ``c`` owning the rows ``starts[c]:starts[c + 1]``. It is generic
   (Omniglot's 28×28 0/1 images, later Mini-ImageNet's 84×84×3 bytes) and immutable.
-* :class:`ClassSet` is a list of *task classes*, each a row ``(pool class, quarter turns)``.
-  Splitting and rotation augmentation only make new row lists; images are never copied, and a
-  rotated class is rotated when its images are fetched (the reference implementation's
-  ``Character(dir_path, rotation)`` likewise rotates on read).
+* :class:`ClassSet` is a list of *task classes*, each a row ``(pool class, quarter turns,
+  mirrored)``. Splitting, rotation and mirror augmentation only make new row lists; images
+  are never copied, and a rotated or mirrored class is transformed when its images are
+  fetched (the reference implementation's ``Character(dir_path, rotation)`` likewise rotates
+  on read).
 """
 
 import hashlib
@@ -192,7 +193,8 @@ def merge_pools(pools, sources=None):
 
 
 class ClassSet:
-    """Task classes: rows ``(pool class, quarter turns counter-clockwise)`` over one pool.
+    """Task classes: rows ``(pool class, quarter turns counter-clockwise, mirrored)`` over one
+    pool.
 
     Parameters
     ----------
@@ -201,6 +203,9 @@ class ClassSet:
         Pool class of each task class (default: every pool class once, in order).
     turns : (M,) int array, optional
         Rotation of each task class in quarter turns, 0..3 (default: all 0).
+    mirrored : (M,) bool array, optional
+        Whether each task class is its pool class flipped left to right, before the
+        rotation (default: none).
 
     Examples
     --------
@@ -216,15 +221,18 @@ class ClassSet:
     ('c rotated 90°', (2, 4, 4))
     """
 
-    def __init__(self, pool, base=None, turns=None):
+    def __init__(self, pool, base=None, turns=None, mirrored=None):
         self.pool = pool
         self.base = (np.arange(pool.num_classes, dtype=np.int64) if base is None
                      else np.asarray(base, dtype=np.int64))
         self.turns = (np.zeros(len(self.base), np.int64) if turns is None
                       else np.asarray(turns, dtype=np.int64) % 4)
-        if self.base.shape != self.turns.shape or self.base.ndim != 1:
-            raise InputError(f"base {self.base.shape} and turns {self.turns.shape} must be "
-                             "1-d arrays of one length")
+        self.mirrored = (np.zeros(len(self.base), bool) if mirrored is None
+                         else np.asarray(mirrored, dtype=bool))
+        if not (self.base.shape == self.turns.shape == self.mirrored.shape) \
+                or self.base.ndim != 1:
+            raise InputError(f"base {self.base.shape}, turns {self.turns.shape} and mirrored "
+                             f"{self.mirrored.shape} must be 1-d arrays of one length")
 
     def __len__(self):
         return len(self.base)
@@ -244,19 +252,24 @@ class ClassSet:
         return int(self.pool.starts[b + 1] - self.pool.starts[b])
 
     def class_name(self, i):
-        """``"Greek/character01"``, with ``" rotated 90°"`` etc. for a rotated class."""
+        """``"Greek/character01"``, with ``" mirrored"`` for a mirrored class and
+        ``" rotated 90°"`` etc. for a rotated one."""
         name = str(self.pool.names[self.base[i]])
-        return name + (f" rotated {90 * self.turns[i]}°" if self.turns[i] else "")
+        return (name + (" mirrored" if self.mirrored[i] else "")
+                + (f" rotated {90 * self.turns[i]}°" if self.turns[i] else ""))
 
     def images(self, i, which):
         """Images ``which`` (indices into the class) of task class ``i``.
 
         Returns
         -------
-        (len(which), H, W[, channels]) float32, rotated by ``turns[i]`` quarter turns
-        counter-clockwise (the direction of Pillow's ``Image.rotate`` with a positive angle).
+        (len(which), H, W[, channels]) float32, flipped left to right when ``mirrored[i]``,
+        then rotated by ``turns[i]`` quarter turns counter-clockwise (the direction of
+        Pillow's ``Image.rotate`` with a positive angle).
         """
         raw = self.pool.class_images(self.base[i])[np.asarray(which, dtype=np.int64)]
+        if self.mirrored[i]:
+            raw = raw[:, :, ::-1]
         if self.turns[i]:
             raw = np.rot90(raw, k=int(self.turns[i]), axes=(1, 2))
         return self._as_float(raw)
@@ -272,6 +285,8 @@ class ClassSet:
         rows = np.asarray(rows, dtype=np.int64)
         raw = self.pool.images[self.pool.starts[self.base[rows]]
                                + np.asarray(which, dtype=np.int64)]
+        mirrored = self.mirrored[rows]
+        raw[mirrored] = raw[mirrored][:, :, ::-1]
         turns = self.turns[rows]
         for turn in np.unique(turns[turns != 0]):
             rotated = turns == turn
@@ -294,7 +309,7 @@ class ClassSet:
     def subset(self, rows):
         """The task classes ``rows`` (an index array), in that order."""
         rows = np.asarray(rows, dtype=np.int64)
-        return ClassSet(self.pool, self.base[rows], self.turns[rows])
+        return ClassSet(self.pool, self.base[rows], self.turns[rows], self.mirrored[rows])
 
 
 def augment_rotations(classes):
@@ -305,7 +320,29 @@ def augment_rotations(classes):
     """
     base = np.repeat(classes.base, 4)
     turns = np.repeat(classes.turns, 4) + np.tile(np.arange(4), len(classes))
-    return ClassSet(classes.pool, base, turns)
+    return ClassSet(classes.pool, base, turns, np.repeat(classes.mirrored, 4))
+
+
+def augment_mirrors(classes):
+    """Each class twice, as drawn and flipped left to right, the mirror image its own class.
+
+    The order is class by class, the mirror image after the original. Classes that are
+    mirror images already are refused: their mirror images would repeat the originals.
+
+    Examples
+    --------
+    >>> pool = ImagePool.from_classes(["a"], [np.array([[[1, 0, 0]]], np.uint8)])
+    >>> doubled = augment_mirrors(augment_rotations(ClassSet(pool)))
+    >>> len(doubled), doubled.class_name(3), doubled.images(1, [0]).tolist()
+    (8, 'a mirrored rotated 90°', [[[0.0, 0.0, 1.0]]])
+    """
+    if classes.mirrored.any():
+        raise InputError(f"{int(classes.mirrored.sum())} of the {len(classes)} classes are "
+                         "mirror images already; add mirror images once")
+    base = np.repeat(classes.base, 2)
+    turns = np.repeat(classes.turns, 2)
+    mirrored = np.tile([False, True], len(classes))
+    return ClassSet(classes.pool, base, turns, mirrored)
 
 
 def split_classes(classes, num_train, rng):

@@ -12,6 +12,7 @@ import numpy as np
 from ..algorithms.combinations import parse_combination
 from ..algorithms.directions import MAML, FirstOrderMAML, GradientCombination, Reptile
 from ..algorithms.meta_iteration import make_outer
+from ..data.classes import augment_mirrors
 from ..errors import InputError
 from ..problems.augment import (
     DEFAULT_ROTATION,
@@ -94,6 +95,10 @@ class TrainConfig:
     within_alphabet: bool = setting(
         False, FLAG, "draw the N classes of every task from one alphabet, chosen uniformly "
                      "among those with at least N classes (Lake's one-shot runs)")
+    mirror_classes: bool = setting(
+        False, FLAG, "add every training class's mirror image (flipped left to right) as a "
+                     "class of its own, doubling the training classes; test classes are never "
+                     "mirrored")
     augment: bool = setting(False, FLAG, "distort every training image with a random affine "
                                          "map (Koch et al. 2015); evaluation images are never "
                                          "distorted")
@@ -159,6 +164,15 @@ class TrainConfig:
     def effective_train_shots(self):
         """``train_shots`` when given (non-zero), else ``shots``, as the reference."""
         return self.train_shots or self.shots
+
+    def training_classes(self, classes):
+        """The classes to meta-train on: ``classes`` (a ClassSet) with every class's mirror
+        image added as a class of its own when ``mirror_classes`` is set. Classes that
+        hold mirror images already (a split the command line prepared) are returned as
+        they are, so that preparing twice adds nothing."""
+        if not self.mirror_classes or classes.mirrored.any():
+            return classes
+        return augment_mirrors(classes)
 
     def augmentation(self):
         """The :class:`AffineAugmentation` of training tasks, or None without ``augment``."""

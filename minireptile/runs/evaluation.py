@@ -62,11 +62,13 @@ def learner_fingerprint(learner):
 
 def classes_fingerprint(classes):
     """SHA-256 of the task classes of a ClassSet: the pool's images and names, and which
-    classes (with their rotations) the split holds. A record made on other data or another
+    classes (with their rotations and mirror images) the split holds. A record made on other data or another
     split must not answer for this one."""
     digest = hashlib.sha256(classes.pool.content_hash().encode())
     digest.update(np.ascontiguousarray(classes.base, dtype="<i8").tobytes())
     digest.update(np.ascontiguousarray(classes.turns, dtype="<i8").tobytes())
+    if classes.mirrored.any():  # so that records made before mirror images keep their hash
+        digest.update(np.packbits(classes.mirrored).tobytes())
     return digest.hexdigest()
 
 

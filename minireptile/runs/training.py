@@ -38,7 +38,8 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
     ----------
     train_classes, test_classes : ClassSet
         With ``config.within_alphabet`` every task draws its classes from one alphabet (see
-        :mod:`minireptile.data.alphabets`).
+        :mod:`minireptile.data.alphabets`); with ``config.mirror_classes`` the training
+        classes' mirror images are added (see :meth:`TrainConfig.training_classes`).
     data : dict, optional
         JSON-able description of the data (content hash, split options, sources), stored in
         the checkpoint; on ``resume`` everything but the paths must be the same.
@@ -85,6 +86,7 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
     (1923,)
     """
     config.validate(train_classes, test_classes)
+    train_classes = config.training_classes(train_classes)
     if config.within_alphabet:
         from ..data.alphabets import as_within_alphabet
 
