@@ -79,7 +79,7 @@ def test_the_fingerprint_tells_mirror_images_apart_and_keeps_plain_ones():
     assert classes_fingerprint(plain) == classes_fingerprint(ClassSet(plain.pool))
 
 
-def test_only_the_training_split_gains_mirror_images_and_only_once():
+def test_only_the_training_split_gains_mirror_images_and_only_once(capsys):
     plain = random_classes(np.random.default_rng(4), 4)
     test = random_classes(np.random.default_rng(5), 4)
     assert TrainConfig().training_classes(plain) is plain
@@ -89,6 +89,7 @@ def test_only_the_training_split_gains_mirror_images_and_only_once():
     assert config.training_classes(doubled) is doubled
     splits = _task_splits({"train": plain, "test": test}, config)
     assert splits["train"].mirrored.sum() == 4 and splits["test"] is test
+    assert capsys.readouterr().out == "train: 8 classes with their mirror images\n"
 
 
 def test_the_library_adds_them_itself_when_asked(tmp_path):

@@ -175,8 +175,11 @@ def _task_splits(splits, config):
     """The splits as tasks are drawn from them: the training split with its mirror images
     when the run adds them, and every split as within-alphabet class sets when the run asks
     for it (printing which alphabets are skipped)."""
-    splits = {name: config.training_classes(classes) if name == "train" else classes
-              for name, classes in splits.items()}
+    if "train" in splits:
+        train = config.training_classes(splits["train"])
+        if train is not splits["train"]:
+            print(f"train: {len(train)} classes with their mirror images")
+        splits = {**splits, "train": train}
     if not config.within_alphabet:
         return splits
     from ..data.alphabets import as_within_alphabet
