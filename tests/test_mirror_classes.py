@@ -136,6 +136,12 @@ def test_the_run_stores_the_setting_trains_on_it_and_resumes_only_with_it(two_al
     # The same seed, other classes drawn: the mirror images reached training.
     assert not np.array_equal(runs["plain"], runs["mirrored"])
     capsys.readouterr()
+    assert main(["eval", "omniglot", "--checkpoint", str(tmp_path / "mirrored"),
+                 "--eval-samples", "3", "--no-progress", "--workers", "1",
+                 "--cache-dir", str(tmp_path / "mirrored") + "-cache"]) == 0
+    out = capsys.readouterr().out
+    assert "train: 40 classes with their mirror images" in out
+    assert "Train accuracy" in out and "Test accuracy" in out
     code = main(_train_args(two_alphabets, tmp_path / "mirrored", "--meta-iters", "4",
                             "--resume"))
     assert code == 2 and "no --mirror-classes (checkpoint: True)" in capsys.readouterr().err
