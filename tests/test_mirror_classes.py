@@ -3,7 +3,7 @@ added to training only, at most once, and remembered by the run."""
 
 import numpy as np
 import pytest
-from conftest import write_synthetic_omniglot
+from conftest import tiny_train_args
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -110,26 +110,11 @@ def test_the_library_adds_them_itself_when_asked(tmp_path):
 
 # -- the command line ------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def two_alphabets(tmp_path_factory):
-    return write_synthetic_omniglot(tmp_path_factory.mktemp("mirror") / "data",
-                                    alphabets=2, characters=5, drawings=4)
-
-
-def _train_args(data, checkpoint, *extra):
-    return ["train", "omniglot", "--data", str(data), "--train-alphabet", "Alphabet0",
-            "--classes", "3", "--shots", "1", "--train-shots", "2", "--inner-batch", "4",
-            "--inner-iters", "1", "--meta-iters", "3", "--eval-iters", "1",
-            "--eval-batch", "4", "--eval-interval", "1", "--eval-samples", "4",
-            "--checkpoint", str(checkpoint), "--no-progress", "--workers", "1",
-            "--cache-dir", str(checkpoint) + "-cache", *extra]
-
-
-def test_the_run_stores_the_setting_trains_on_it_and_resumes_only_with_it(two_alphabets,
+def test_the_run_stores_the_setting_trains_on_it_and_resumes_only_with_it(synthetic_omniglot,
                                                                          tmp_path, capsys):
     runs = {}
     for name, extra in (("plain", ()), ("mirrored", ("--mirror-classes",))):
-        assert main(_train_args(two_alphabets, tmp_path / name, *extra)) == 0
+        assert main(tiny_train_args(synthetic_omniglot, tmp_path / name, *extra)) == 0
         arrays, meta = load_npz(tmp_path / name / "checkpoint.npz")
         assert meta["config"]["mirror_classes"] is (name == "mirrored")
         runs[name] = arrays["phi"]
@@ -140,8 +125,8 @@ def test_the_run_stores_the_setting_trains_on_it_and_resumes_only_with_it(two_al
                  "--eval-samples", "3", "--no-progress", "--workers", "1",
                  "--cache-dir", str(tmp_path / "mirrored") + "-cache"]) == 0
     out = capsys.readouterr().out
-    assert "train: 40 classes with their mirror images" in out
+    assert "train: 48 classes with their mirror images" in out
     assert "Train accuracy" in out and "Test accuracy" in out
-    code = main(_train_args(two_alphabets, tmp_path / "mirrored", "--meta-iters", "4",
-                            "--resume"))
+    code = main(tiny_train_args(synthetic_omniglot, tmp_path / "mirrored", "--meta-iters", "3",
+                                "--resume"))
     assert code == 2 and "no --mirror-classes (checkpoint: True)" in capsys.readouterr().err
