@@ -108,7 +108,8 @@ TRAINING_SETTINGS = ("train_shots", "meta_step", "meta_step_final", "meta_batch"
                      "pretrain_batch", "pretrain_learning_rate")
 AFFINE_SETTINGS = ("augment_rotation", "augment_shear", "augment_scale", "augment_translate",
                    "augment_interpolation")
-ONESHOT_SETTINGS = ("within_alphabet", "mirror_classes", "augment", "eval_augment") + AFFINE_SETTINGS
+ONESHOT_SETTINGS = ("within_alphabet", "mirror_classes", "augment",
+                    "eval_augment") + AFFINE_SETTINGS
 
 
 def register_train(sub, dataset):

@@ -62,8 +62,8 @@ def learner_fingerprint(learner):
 
 def classes_fingerprint(classes):
     """SHA-256 of the task classes of a ClassSet: the pool's images and names, and which
-    classes (with their rotations and mirror images) the split holds. A record made on other data or another
-    split must not answer for this one."""
+    classes (with their rotations and mirror images) the split holds. A record made on other
+    data or another split must not answer for this one."""
     digest = hashlib.sha256(classes.pool.content_hash().encode())
     digest.update(np.ascontiguousarray(classes.base, dtype="<i8").tobytes())
     digest.update(np.ascontiguousarray(classes.turns, dtype="<i8").tobytes())
