@@ -168,7 +168,7 @@ def test_evaluation_survives_a_killed_worker(tmp_path, synthetic_omniglot, dask_
 def test_sweep_survives_a_killed_worker(tmp_path, synthetic_omniglot, dask_processes):
     from test_sweep import assert_same_sweep, sweep_args
 
-    common = ["--meta-iters", "40", "--checkpoint-interval", "1", "--eval-samples", "4",
+    common = ["--meta-iters", "120", "--checkpoint-interval", "1", "--eval-samples", "4",
               "--eval-iters", "2", "--no-plot", "--grid", "meta-step=0.5,1"]
     undisturbed, disturbed = tmp_path / "undisturbed", tmp_path / "disturbed"
     assert main(sweep_args(synthetic_omniglot, undisturbed, tmp_path / "cache", *common,
