@@ -104,8 +104,8 @@ REFERENCE_SETTINGS = ("classes", "shots", "inner_batch", "inner_iters", "replace
                       "transductive", "sgd")
 TRAINING_SETTINGS = ("train_shots", "meta_step", "meta_step_final", "meta_batch", "meta_iters",
                      "eval_interval", "foml", "foml_tail", "maml", "combination", "outer",
-                     "checkpoint_interval", "filters", "image_size", "pretrain_steps",
-                     "pretrain_batch", "pretrain_learning_rate")
+                     "checkpoint_interval", "snapshot_at", "filters", "image_size",
+                     "pretrain_steps", "pretrain_batch", "pretrain_learning_rate")
 AFFINE_SETTINGS = ("augment_rotation", "augment_shear", "augment_scale", "augment_translate",
                    "augment_interpolation")
 ONESHOT_SETTINGS = ("within_alphabet", "mirror_classes", "augment",
@@ -413,6 +413,10 @@ def _run_eval(args, executor):
               + (f"; split changed: {', '.join(changed)}" if changed else "; the run's split"))
     members = [("", record)] + [(f"ensemble member {path!r}: ", m["extra"].get("data"))
                                 for path, m in zip(args.ensemble, member_metas)]
+    for (which, _), member_meta in zip(members, [meta] + member_metas):
+        done, total = member_meta["next_iteration"], member_meta["config"]["meta_iters"]
+        if done < total:  # a snapshot, or a run stopped early: evaluated, and said so
+            print(f"{which}checkpoint after {done} of its {total} meta-iterations")
     for which, member_record in members:
         try:
             lines = check_no_overlap(member_record, splits, chosen, args.allow_train_overlap,

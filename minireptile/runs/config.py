@@ -83,6 +83,10 @@ class TrainConfig:
     outer: str = setting("sgd", choice("adam", "sgd"), "outer update: sgd = Φ+ε(W̄−Φ); adam = "
                                                       "Adam on Φ−W̄")
     checkpoint_interval: int = setting(100, COUNT, "iterations between checkpoints")
+    snapshot_at: int = setting(
+        0, COUNT_OR_ZERO, "also keep the run as it stood after this many iterations, in the "
+                          "run folder's snapshot-N: a run folder of its own, for evaluation or "
+                          "as another member of an ensemble (0: none)", metavar="N")
     filters: int = setting(0, COUNT_OR_ZERO, "channels of every convolution of the network "
                                              "(0: the reference's, 64 for Omniglot and 32 for "
                                              "Mini-ImageNet)")
@@ -143,6 +147,10 @@ class TrainConfig:
                 raise InputError("maml=True needs sgd=True and weight_decay=1: its "
                                  "meta-gradient differentiates plain inner SGD steps, not "
                                  "inner Adam")
+        if self.snapshot_at >= self.meta_iters:
+            raise InputError(f"snapshot_at={self.snapshot_at}: expected an iteration before "
+                             f"the last, below meta_iters={self.meta_iters} (the run's own "
+                             "checkpoint holds the last; 0: no snapshot)")
         if self.foml_tail and not self.foml:
             raise InputError(f"foml_tail={self.foml_tail} needs foml=True")
         if self.combination:

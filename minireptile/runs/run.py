@@ -6,6 +6,8 @@ A run lives in one folder (the reference's ``--checkpoint``)::
                             and the configuration; rewritten atomically every
                             ``checkpoint_interval`` iterations and at the end
     <dir>/metrics.jsonl     one JSON object per evaluation (iteration, accuracies, loss, time)
+    <dir>/snapshot-N/       with ``snapshot_at=N``: the checkpoint and metrics as they stood
+                            after N iterations, a run folder of its own
     <dir>/pretraining.npz   with ``pretrain_steps``: the supervised pre-training's state
                             (:mod:`minireptile.problems.pretrain`), rewritten atomically as
                             it goes; kept afterwards, a record of the body meta-training began
@@ -20,6 +22,7 @@ A finished run is reopened for evaluation with :func:`open_for_evaluation`.
 
 import json
 import os
+import shutil
 
 import numpy as np
 
@@ -102,6 +105,22 @@ class Run:
             "extra": extra or {},
         }
         save_npz_atomic(self.checkpoint_path, arrays, metadata)
+
+    def snapshot(self, iteration):
+        """The run folder that :meth:`save_snapshot` keeps for ``iteration``."""
+        return Run(os.path.join(self.directory, f"snapshot-{iteration}"))
+
+    def save_snapshot(self, model, learner, rngs, next_iteration, config, extra=None):
+        """Keep the run as it stands, after ``next_iteration`` iterations, in
+        :meth:`snapshot`'s folder: the metrics so far and a checkpoint (as :meth:`save`
+        writes), a run folder of its own from which a resume continues as this run does."""
+        snapshot = self.snapshot(next_iteration)
+        os.makedirs(snapshot.directory, exist_ok=True)
+        if os.path.exists(self.metrics_path):
+            shutil.copyfile(self.metrics_path, snapshot.metrics_path + ".tmp")
+            os.replace(snapshot.metrics_path + ".tmp", snapshot.metrics_path)
+        snapshot.save(model, learner, rngs, next_iteration, config, extra)
+        return snapshot
 
     def load(self, model):
         """``(phi, learner_state, rng_states, next_iteration, config, metadata)``."""

@@ -57,6 +57,9 @@ def train(model, train_classes, test_classes, config, directory, resume=False, p
     the rest follow the new, longer schedule (it cannot be both, and re-annealing from the
     value reached would silently change what ``meta_step_final`` means).
 
+    With ``config.snapshot_at`` = N the run is also kept as it stood after N iterations, in
+    ``directory/snapshot-N`` (:meth:`~minireptile.runs.run.Run.save_snapshot`).
+
     Divergence: after every meta-iteration the inner loss, Φ and the optimiser states are
     checked, and every evaluation's fine-tuned weights and outputs; the first non-finite
     value raises :class:`~minireptile.guard.DivergedError` naming the iteration, before
@@ -260,10 +263,15 @@ def _train_locked(model, train_classes, test_classes, config, run, resume, progr
                 pending.append((record, evaluations))
                 recent_loss = []
             done = iteration + 1
-            if done % config.checkpoint_interval == 0 or done == config.meta_iters:
+            if (done % config.checkpoint_interval == 0 or done == config.meta_iters
+                    or done == config.snapshot_at):
                 log_pending()  # the metrics file covers every iteration the checkpoint does
                 extra = {"data": data, "progress": {
                     "recent_loss": recent_loss, "seconds": time.perf_counter() - started}}
+                if done == config.snapshot_at:
+                    # Before the run's own checkpoint: a run stopped in between comes back
+                    # here on resume and writes the snapshot again.
+                    run.save_snapshot(model, learner, rngs, done, config, extra)
                 run.save(model, learner, rngs, done, config, extra)
                 saved_at = done
             if bar is not None:
