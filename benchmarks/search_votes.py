@@ -136,17 +136,18 @@ def interval(x):
 
 
 def main(argv=None):
-    from minireptile.cli.options import add_setting_options
+    from minireptile.cli.options import add_setting_options, non_negative_int, positive_int
     from minireptile.runs.config import TrainConfig
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", action="append", required=True,
                         help="a run folder (repeat: the networks vote in this order)")
-    parser.add_argument("--finetunings", type=int, default=4)
-    parser.add_argument("--query-views", type=int, default=8)
-    parser.add_argument("--eval-iters", type=int, default=150)
-    parser.add_argument("--eval-samples", type=int, default=400)
-    parser.add_argument("--workers", type=int, default=None)
+    # Counts are refused at parsing, as the command line refuses them (exit status 2).
+    parser.add_argument("--finetunings", type=positive_int, default=4)
+    parser.add_argument("--query-views", type=non_negative_int, default=8)
+    parser.add_argument("--eval-iters", type=positive_int, default=150)
+    parser.add_argument("--eval-samples", type=positive_int, default=400)
+    parser.add_argument("--workers", type=positive_int, default=None)
     # eval's own batch and range options: the same bounds, refused at parsing as eval
     # refuses them, and by default the run's
     add_setting_options(parser, TrainConfig,

@@ -119,6 +119,14 @@ def test_bad_ranges_and_missing_runs_are_one_line_exits(two_runs, tmp_path, caps
     assert bad_range.value.code == 2
     assert ("argument --augment-rotation: expected a number in [0, 180), got 200"
             in capsys.readouterr().err)
+    for flag, value, accepted in (("--eval-iters", "0", "a positive integer"),
+                                  ("--finetunings", "0", "a positive integer"),
+                                  ("--query-views", "-1", "an integer >= 0")):
+        with pytest.raises(SystemExit) as bad_count:
+            search_votes.main(["--run", str(runs[0])] + VOTE + [flag, value])
+        assert bad_count.value.code == 2
+        assert (f"argument {flag}: expected {accepted}, got {value}"
+                in capsys.readouterr().err)
     with pytest.raises(SystemExit, match="search_votes: .*absent") as missing:
         search_votes.main(["--run", str(tmp_path / "absent")] + VOTE)
     assert "\n" not in str(missing.value)
