@@ -264,12 +264,12 @@ def test_workers_do_not_change_a_within_alphabet_augmented_run(three_alphabets, 
     np.testing.assert_array_equal(*phis)
 
 
-def _experiment_args(data, out, *train_alphabets):
+def _experiment_args(data, out, *train_alphabets, extra=()):
     return (["experiment", "gradient-combinations", "--data", str(data)]
             + [a for name in train_alphabets for a in ("--train-alphabet", name)]
             + ["--combinations", "g1,g2", "--meta-iters", "2", "--out", str(out), "--no-plot",
                "--cache-dir", str(out) + "-cache", "--no-progress", "--workers", "1",
-               "--within-alphabet"])
+               "--within-alphabet", *extra])
 
 
 def test_experiment_trains_its_variants_within_one_alphabet(tmp_path, capsys):
@@ -277,10 +277,21 @@ def test_experiment_trains_its_variants_within_one_alphabet(tmp_path, capsys):
     out = tmp_path / "exp"
     assert main(_experiment_args(data, out, "Alphabet0", "Alphabet1")) == 0
     printed = capsys.readouterr().out
-    assert "training: 5-way tasks within one of 2 alphabets" in printed
+    assert "train: 5-way tasks within one of 2 alphabets" in printed
     assert "test: 5-way tasks within one of 1 alphabets" in printed
+    assert "mirror images" not in printed
     _, meta = load_npz(out / "g2" / "checkpoint.npz")
     assert meta["config"]["within_alphabet"] is True
+    assert meta["config"]["mirror_classes"] is False
+    # With mirror images: 12 training characters in 4 rotations, each also mirrored.
+    mirrored = tmp_path / "mirrored"
+    assert main(_experiment_args(data, mirrored, "Alphabet0", "Alphabet1",
+                                 extra=["--mirror-classes"])) == 0
+    printed = capsys.readouterr().out
+    assert "train: 96 classes with their mirror images" in printed
+    _, meta = load_npz(mirrored / "g2" / "checkpoint.npz")
+    assert meta["config"]["mirror_classes"] is True
+    assert meta["extra"]["data"] == load_npz(out / "g2" / "checkpoint.npz")[1]["extra"]["data"]
     # Too few characters per alphabet for 5-way tasks: one line, exit 2.
     small = write_synthetic_omniglot(tmp_path / "small", alphabets=2, characters=4, drawings=11)
     assert main(_experiment_args(small, tmp_path / "exp2", "Alphabet0")) == 2

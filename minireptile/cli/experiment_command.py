@@ -38,6 +38,9 @@ def register(subparsers):
     g.add_argument("--within-alphabet", action="store_true",
                    help="draw the classes of every task from one alphabet, chosen uniformly "
                         "among those with enough classes")
+    g.add_argument("--mirror-classes", action="store_true",
+                   help="add every training class's mirror image (flipped left to right) as a "
+                        "class of its own; test classes are never mirrored")
     g.add_argument("--smooth", type=positive_int, default=50,
                    help="trailing-mean window of the curves, in iterations (default 50)")
     g.add_argument("--out", default="gradient_combinations", metavar="DIR",
@@ -59,7 +62,15 @@ def run(args):
 
 def _run(args, executor):
     from ..models.cnn import omniglot_cnn
-    from ..runs.experiment import final_table, plot_curves, run_experiment, write_curves_csv
+    from ..runs.config import TrainConfig
+    from ..runs.experiment import (
+        SHARED,
+        final_table,
+        plot_curves,
+        run_experiment,
+        write_curves_csv,
+    )
+    from .fewshot_commands import _task_splits
     from ..stats import format_interval
 
     combinations = parse_combinations(args.combinations)
@@ -69,19 +80,19 @@ def _run(args, executor):
         require_matplotlib()
     *_, split_rng = generators(args.seed)
     train_classes, test_classes = omniglot_from_args(args, split_rng, progress=not args.no_progress)
-    if args.within_alphabet:
-        from ..data.alphabets import as_within_alphabet
-        from ..runs.experiment import SHARED
-
-        train_classes = as_within_alphabet(train_classes, SHARED["classes"], "training", print)
-        test_classes = as_within_alphabet(test_classes, SHARED["classes"], "test", print)
+    # Tasks are drawn as `train` draws them: the mirror images added, then within alphabets.
+    tasks = TrainConfig(classes=SHARED["classes"], within_alphabet=args.within_alphabet,
+                        mirror_classes=args.mirror_classes)
+    splits = _task_splits({"train": train_classes, "test": test_classes}, tasks)
+    train_classes, test_classes = splits["train"], splits["test"]
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
     results = run_experiment(
         omniglot_cnn, train_classes, test_classes, [c.name for c in combinations],
         args.meta_iters, args.out, seed=args.seed,
         overrides=dict(learning_rate=args.learning_rate, meta_step=args.meta_step,
-                       within_alphabet=args.within_alphabet),
+                       within_alphabet=args.within_alphabet,
+                       mirror_classes=args.mirror_classes),
         progress=not args.no_progress, executor=executor,
         data=describe_data({"train": train_classes, "test": test_classes}, args.data,
                            split_options(args)))
