@@ -70,8 +70,8 @@ def _run(args, executor):
         run_experiment,
         write_curves_csv,
     )
-    from .fewshot_commands import _task_splits
     from ..stats import format_interval
+    from .fewshot_commands import _task_splits
 
     combinations = parse_combinations(args.combinations)
     if not args.no_plot:
