@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minireptile.cli import main
-from minireptile.cli.fewshot_commands import _task_splits
+from minireptile.cli.fewshot_commands import task_splits
 from minireptile.data import ClassSet, ImagePool
 from minireptile.data.alphabets import AlphabetClassSet, alphabet_of
 from minireptile.data.classes import augment_mirrors, augment_rotations
@@ -87,7 +87,7 @@ def test_only_the_training_split_gains_mirror_images_and_only_once(capsys):
     doubled = config.training_classes(plain)
     assert len(doubled) == 8 and doubled.mirrored.sum() == 4
     assert config.training_classes(doubled) is doubled
-    splits = _task_splits({"train": plain, "test": test}, config)
+    splits = task_splits({"train": plain, "test": test}, config)
     assert splits["train"].mirrored.sum() == 4 and splits["test"] is test
     assert capsys.readouterr().out == "train: 8 classes with their mirror images\n"
 

@@ -5,10 +5,17 @@ import os
 import time
 
 from ..algorithms.combinations import REFERENCE_COMBINATIONS, parse_combinations
+from ..runs.config import TrainConfig
 from ..runs.run import generators
 from ..runs.rundata import describe_data
 from .data_commands import add_omniglot_arguments, omniglot_from_args, split_options
-from .options import add_parallel_arguments, non_negative_int, positive_float, positive_int
+from .options import (
+    add_parallel_arguments,
+    add_setting_options,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from .taylor_command import register as register_taylor
 
 
@@ -35,12 +42,7 @@ def register(subparsers):
                         "first gave 0.003, later 0.0003)")
     g.add_argument("--meta-step", type=positive_float, default=0.25,
                    help="outer step size at the start (default %(default)s)")
-    g.add_argument("--within-alphabet", action="store_true",
-                   help="draw the classes of every task from one alphabet, chosen uniformly "
-                        "among those with enough classes")
-    g.add_argument("--mirror-classes", action="store_true",
-                   help="add every training class's mirror image (flipped left to right) as a "
-                        "class of its own; test classes are never mirrored")
+    add_setting_options(g, TrainConfig, ("within_alphabet", "mirror_classes"))
     g.add_argument("--smooth", type=positive_int, default=50,
                    help="trailing-mean window of the curves, in iterations (default 50)")
     g.add_argument("--out", default="gradient_combinations", metavar="DIR",
@@ -62,7 +64,6 @@ def run(args):
 
 def _run(args, executor):
     from ..models.cnn import omniglot_cnn
-    from ..runs.config import TrainConfig
     from ..runs.experiment import (
         SHARED,
         final_table,
@@ -71,7 +72,7 @@ def _run(args, executor):
         write_curves_csv,
     )
     from ..stats import format_interval
-    from .fewshot_commands import _task_splits
+    from .fewshot_commands import task_splits
 
     combinations = parse_combinations(args.combinations)
     if not args.no_plot:
@@ -83,7 +84,7 @@ def _run(args, executor):
     # Tasks are drawn as `train` draws them: the mirror images added, then within alphabets.
     tasks = TrainConfig(classes=SHARED["classes"], within_alphabet=args.within_alphabet,
                         mirror_classes=args.mirror_classes)
-    splits = _task_splits({"train": train_classes, "test": test_classes}, tasks)
+    splits = task_splits({"train": train_classes, "test": test_classes}, tasks)
     train_classes, test_classes = splits["train"], splits["test"]
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()

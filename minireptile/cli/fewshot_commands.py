@@ -172,7 +172,7 @@ def register_eval(sub, dataset):
     p.set_defaults(run=run_eval, few_shot=dataset)
 
 
-def _task_splits(splits, config):
+def task_splits(splits, config):
     """The splits as tasks are drawn from them: the training split with its mirror images
     when the run adds them, and every split as within-alphabet class sets when the run asks
     for it (printing which alphabets are skipped)."""
@@ -319,7 +319,7 @@ def _run_train(args, executor):
     print(dataset.describe(splits))
     model = dataset.model(config.classes, **config.network_options())
     print(model.describe())
-    splits = _task_splits(splits, config)
+    splits = task_splits(splits, config)
     if args.pretrained:
         if record is not None and record.get("content") != data["content"]:
             raise InputError(f"--data holds other images than the run in "
@@ -411,21 +411,20 @@ def _run_eval(args, executor):
         same = record.get("content") == content_hash(splits)
         print(f"data: {'the run' if same else 'NOT the run'}'s images"
               + (f"; split changed: {', '.join(changed)}" if changed else "; the run's split"))
-    members = [("", record)] + [(f"ensemble member {path!r}: ", m["extra"].get("data"))
-                                for path, m in zip(args.ensemble, member_metas)]
-    for (which, _), member_meta in zip(members, [meta] + member_metas):
+    members = [("", meta)] + [(f"ensemble member {path!r}: ", m)
+                              for path, m in zip(args.ensemble, member_metas)]
+    for which, member_meta in members:
         done, total = member_meta["next_iteration"], member_meta["config"]["meta_iters"]
         if done < total:  # a snapshot, or a run stopped early: evaluated, and said so
             print(f"{which}checkpoint after {done} of its {total} meta-iterations")
-    for which, member_record in members:
         try:
-            lines = check_no_overlap(member_record, splits, chosen, args.allow_train_overlap,
-                                     SPLIT_LABELS)
+            lines = check_no_overlap(member_meta["extra"].get("data"), splits, chosen,
+                                     args.allow_train_overlap, SPLIT_LABELS)
         except InputError as err:
             raise InputError(which + str(err)) from None
         for line in lines:
             print(which + as_flags(line, {"allow_train_overlap": "--allow-train-overlap"}))
-    splits = _task_splits(splits, config)
+    splits = task_splits(splits, config)
     print(f"evaluating {model.name}: {config.classes}-way {config.shots}-shot"
           f"{' within one alphabet' if config.within_alphabet else ''}, "
           f"{config.eval_iters} fine-tuning steps of {config.eval_batch}, "
